@@ -1,0 +1,93 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use talos_csr_signer::cli::{Cli, Command, RequestArgs, ServeArgs};
+use talos_csr_signer::config::{ServeConfig, TokenSource};
+use talos_csr_signer::server::{self, Started};
+use talos_csr_signer::{client, dev};
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Request(args) => request(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("talos-csr-signer: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_var(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    let cfg = args.resolve(&env_var)?;
+    if let Some(plan) = &cfg.dev {
+        dev::prepare(plan)?;
+    }
+    server::run(&cfg, |started| {
+        if cfg.dev.is_some() {
+            print_dev_hint(&cfg, started);
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exact command that exercises a `--dev` server; never the token itself.
+fn print_dev_hint(cfg: &ServeConfig, started: &Started) {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let exe = std::env::current_exe()
+        .map_or_else(|_| "talos-csr-signer".into(), |p| p.display().to_string());
+    let mut endpoint = started.addr;
+    if endpoint.ip().is_unspecified() {
+        endpoint.set_ip([127, 0, 0, 1].into());
+    }
+    let token = match &cfg.token {
+        TokenSource::File(p) => format!("--token-file {}", abs(p).display()),
+        TokenSource::Env(_) => "--token \"$TALOS_TOKEN\"".to_string(),
+    };
+    if let Some(plan) = &cfg.dev {
+        println!(
+            "dev mode: throwaway machine CA and token in {} (never use them for real workers)",
+            abs(&plan.dir).display()
+        );
+    }
+    println!("request a certificate like a Talos worker with:");
+    println!(
+        "  {exe} request --endpoint {endpoint} --ca {} {token} --cn dev-worker --ip 127.0.0.1 --dns dev-worker",
+        abs(&cfg.ca_cert).display()
+    );
+}
+
+fn request(args: RequestArgs) -> Result<ExitCode, String> {
+    let plan = client::Plan::resolve(args, &env_var)?;
+    let answer = client::call(&plan)?;
+    let checks = client::verify(&plan, &answer);
+    let mut ok = true;
+    for check in &checks {
+        match &check.result {
+            Ok(detail) => println!("ok    {:<12} {detail}", check.what),
+            Err(problem) => {
+                ok = false;
+                println!("FAIL  {:<12} {problem}", check.what);
+            }
+        }
+    }
+    if let Some(dir) = &plan.out {
+        client::save(dir, &answer)?;
+        println!("saved key.pem, crt.pem and ca.pem in {}", dir.display());
+    }
+    if ok {
+        println!("certificate for CN={} checks out", plan.cn);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("the signer's answer failed the checks above");
+        Ok(ExitCode::FAILURE)
+    }
+}

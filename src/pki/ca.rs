@@ -1,0 +1,238 @@
+//! The machine CA: the issuing certificate and key, parsed and checked once, plus
+//! the accepted-CA bundle every response carries.
+
+use std::fmt;
+
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::{X509KeyUsage, X509};
+
+use super::ffi;
+use super::keys::{self, KeyType, MIN_RSA_BITS};
+
+/// Why CA material was refused; the loader adds which file it came from.
+#[derive(Debug)]
+pub enum CaError {
+    /// The issuing certificate file.
+    Cert(String),
+    /// The issuing key file.
+    Key(String),
+    /// The key does not belong to the certificate.
+    Pair(String),
+    /// An accepted-CA file (index into the list the caller passed).
+    Accepted(usize, String),
+}
+
+impl fmt::Display for CaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaError::Cert(m) | CaError::Key(m) | CaError::Pair(m) | CaError::Accepted(_, m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+pub struct MachineCa {
+    cert: X509,
+    key: PKey<Private>,
+    key_type: KeyType,
+    /// Accepted CAs then the issuing CA, each PEM ending in a newline.
+    bundle_pem: Vec<u8>,
+    bundle_len: usize,
+    not_before_unix: i64,
+    not_after_unix: i64,
+}
+
+impl MachineCa {
+    /// Checks everything that would make signing fail or produce certificates
+    /// workers reject, so that a bad CA stops startup instead of every request.
+    pub fn new(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        accepted_pems: &[Vec<u8>],
+        now_unix: i64,
+    ) -> Result<MachineCa, CaError> {
+        let cert = single_certificate(cert_pem).map_err(CaError::Cert)?;
+        check_is_ca(&cert).map_err(CaError::Cert)?;
+        let not_before_unix = unix_time(cert.not_before());
+        let not_after_unix = unix_time(cert.not_after());
+        if not_after_unix <= now_unix {
+            return Err(CaError::Cert(format!(
+                "the CA expired on {}; rotate the machine CA (talosctl gen secrets) or point \
+                 to the current one",
+                cert.not_after()
+            )));
+        }
+        if not_before_unix > now_unix {
+            return Err(CaError::Cert(format!(
+                "the CA is not valid until {}; check this machine's clock",
+                cert.not_before()
+            )));
+        }
+
+        let key = keys::parse_private_key(key_pem).map_err(CaError::Key)?;
+        let key_type = supported_ca_key(&key).map_err(CaError::Key)?;
+        let cert_key = cert.public_key().map_err(|e| {
+            CaError::Cert(format!(
+                "unreadable public key: {}",
+                keys::openssl_reason(&e)
+            ))
+        })?;
+        if !cert_key.public_eq(&key) {
+            return Err(CaError::Pair(
+                "the private key does not match the CA certificate's public key; use the key \
+                 from the same Talos secrets bundle"
+                    .to_string(),
+            ));
+        }
+
+        let (bundle_pem, bundle_len) = build_bundle(&cert, accepted_pems)?;
+        Ok(MachineCa {
+            cert,
+            key,
+            key_type,
+            bundle_pem,
+            bundle_len,
+            not_before_unix,
+            not_after_unix,
+        })
+    }
+
+    pub fn cert(&self) -> &X509 {
+        &self.cert
+    }
+
+    pub fn key(&self) -> &PKey<Private> {
+        &self.key
+    }
+
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
+    pub fn digest(&self) -> MessageDigest {
+        self.key_type.signing_digest()
+    }
+
+    /// The `ca` field of every response.
+    pub fn bundle_pem(&self) -> &[u8] {
+        &self.bundle_pem
+    }
+
+    /// Number of certificates in the bundle, the issuing CA included.
+    pub fn bundle_len(&self) -> usize {
+        self.bundle_len
+    }
+
+    pub fn not_before_unix(&self) -> i64 {
+        self.not_before_unix
+    }
+
+    pub fn not_after_unix(&self) -> i64 {
+        self.not_after_unix
+    }
+
+    /// The subject in OpenSSL's one-line form, for logs.
+    pub fn subject(&self) -> String {
+        super::name_to_string(self.cert.subject_name())
+    }
+}
+
+fn single_certificate(pem: &[u8]) -> Result<X509, String> {
+    let mut certs = keys::parse_certificates(pem)?;
+    if certs.len() > 1 {
+        return Err(format!(
+            "holds {} certificates; keep only the issuing machine CA here and pass the others \
+             with --accepted-ca",
+            certs.len()
+        ));
+    }
+    Ok(certs.remove(0))
+}
+
+fn check_is_ca(cert: &X509) -> Result<(), String> {
+    if !ffi::is_ca(cert) {
+        return Err(
+            "is not a CA certificate (no basicConstraints CA:TRUE); use the Talos \
+                    machine CA (machine.ca.crt / certs.os.crt)"
+                .to_string(),
+        );
+    }
+    // A CA without a keyUsage extension may sign (RFC 5280, and OpenSSL's own
+    // `req -x509` CAs have none); one that lists usages must list certSign.
+    if let Some(usage) = cert.key_usage() {
+        if !usage.contains(X509KeyUsage::KEY_CERT_SIGN) {
+            return Err(
+                "is a CA certificate whose keyUsage lacks keyCertSign, so it may not \
+                        sign certificates; use the Talos machine CA"
+                    .to_string(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn supported_ca_key(key: &PKey<Private>) -> Result<KeyType, String> {
+    match KeyType::of(key) {
+        Some(KeyType::Rsa(bits)) if bits < MIN_RSA_BITS => Err(format!(
+            "holds an RSA-{bits} key; machine CA keys must be at least RSA-{MIN_RSA_BITS}"
+        )),
+        Some(t) => Ok(t),
+        None => Err(format!(
+            "holds an unsupported {} key; use Ed25519, ECDSA P-256/P-384/P-521 or RSA",
+            KeyType::describe(key)
+        )),
+    }
+}
+
+/// Accepted CAs first, the issuing CA last: workers keep this as the list their
+/// apid verifies talosctl client certificates against, so it must be complete.
+fn build_bundle(issuing: &X509, accepted_pems: &[Vec<u8>]) -> Result<(Vec<u8>, usize), CaError> {
+    let issuing_der = issuing
+        .to_der()
+        .map_err(|e| CaError::Cert(keys::openssl_reason(&e)))?;
+    let mut seen: Vec<Vec<u8>> = vec![issuing_der];
+    let mut pem = Vec::new();
+    for (i, file) in accepted_pems.iter().enumerate() {
+        for cert in keys::parse_certificates(file).map_err(|m| CaError::Accepted(i, m))? {
+            if !ffi::is_ca(&cert) {
+                return Err(CaError::Accepted(
+                    i,
+                    format!(
+                        "holds {}, which is not a CA certificate (no basicConstraints CA:TRUE)",
+                        super::name_to_string(cert.subject_name())
+                    ),
+                ));
+            }
+            let der = cert
+                .to_der()
+                .map_err(|e| CaError::Accepted(i, keys::openssl_reason(&e)))?;
+            // The issuing CA goes last exactly once, and duplicates add nothing.
+            if seen.contains(&der) {
+                continue;
+            }
+            seen.push(der);
+            append_pem(&mut pem, &cert).map_err(|m| CaError::Accepted(i, m))?;
+        }
+    }
+    append_pem(&mut pem, issuing).map_err(CaError::Cert)?;
+    Ok((pem, seen.len()))
+}
+
+fn append_pem(out: &mut Vec<u8>, cert: &X509) -> Result<(), String> {
+    let pem = cert.to_pem().map_err(|e| keys::openssl_reason(&e))?;
+    out.extend_from_slice(&pem);
+    if !pem.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch for an ASN.1 time.
+pub fn unix_time(t: &Asn1TimeRef) -> i64 {
+    let epoch = Asn1Time::from_unix(0).expect("epoch is representable");
+    let diff = epoch.diff(t).expect("two valid ASN.1 times");
+    i64::from(diff.days) * 86_400 + i64::from(diff.secs)
+}

@@ -1,0 +1,89 @@
+//! The two libcrypto calls the `openssl` crate does not wrap.
+
+use foreign_types::{ForeignType, ForeignTypeRef};
+use openssl::error::ErrorStack;
+use openssl::stack::{Stack, StackRef};
+use openssl::x509::{GeneralName, X509Extension, X509Ref};
+
+/// Whether the certificate has basicConstraints CA:TRUE.
+pub fn is_ca(cert: &X509Ref) -> bool {
+    // SAFETY: `cert` is a valid X509; the call only caches decoded extensions.
+    let flags = unsafe { openssl_sys::X509_get_extension_flags(cert.as_ptr()) };
+    flags & openssl_sys::EXFLAG_CA != 0
+}
+
+/// What a CSR's extensionRequest says about subjectAltName.
+pub enum RequestedSans {
+    None,
+    Names(Stack<GeneralName>),
+    /// The extension appears more than once: ambiguous, so refused.
+    Duplicate,
+    /// The extension is there but does not decode.
+    Malformed,
+}
+
+/// Decodes the subjectAltName extension from a CSR's requested extensions.
+pub fn requested_sans(exts: &StackRef<X509Extension>) -> RequestedSans {
+    let mut crit: std::os::raw::c_int = 0;
+    // SAFETY: `exts` is a valid stack; X509V3_get_d2i returns a new GENERAL_NAMES
+    // (a stack of GENERAL_NAME) that we own, or NULL with `crit` telling why.
+    let names = unsafe {
+        openssl_sys::X509V3_get_d2i(
+            exts.as_ptr(),
+            openssl_sys::NID_subject_alt_name,
+            &mut crit,
+            std::ptr::null_mut(),
+        )
+    };
+    if !names.is_null() {
+        // SAFETY: non-NULL result of X509V3_get_d2i for NID_subject_alt_name is
+        // a GENERAL_NAMES, which is a STACK_OF(GENERAL_NAME) we now own.
+        return RequestedSans::Names(unsafe { Stack::from_ptr(names.cast()) });
+    }
+    // Clear whatever the failed decode queued so it cannot leak into the next call.
+    drop(ErrorStack::get());
+    match crit {
+        -1 => RequestedSans::None,
+        -2 => RequestedSans::Duplicate,
+        _ => RequestedSans::Malformed,
+    }
+}
+
+/// Whether a GeneralName is a dNSName, whatever bytes it holds (the safe
+/// accessor hides names that are not UTF-8, and those must be refused, not missed).
+pub fn is_dns_name(name: &openssl::x509::GeneralNameRef) -> bool {
+    // SAFETY: a GeneralNameRef always points to a valid GENERAL_NAME.
+    unsafe { (*name.as_ptr()).type_ == openssl_sys::GEN_DNS }
+}
+
+/// Whether a GeneralName is an iPAddress.
+pub fn is_ip_address(name: &openssl::x509::GeneralNameRef) -> bool {
+    // SAFETY: as above.
+    unsafe { (*name.as_ptr()).type_ == openssl_sys::GEN_IPADD }
+}
+
+/// The raw bytes of a dNSName (IA5String), whatever they are.
+pub fn dns_name_bytes(name: &openssl::x509::GeneralNameRef) -> &[u8] {
+    debug_assert!(is_dns_name(name));
+    // SAFETY: for GEN_DNS the union member `d` is an ASN1_IA5STRING*; the data
+    // pointer and length stay valid as long as `name` is borrowed.
+    unsafe {
+        let s = (*name.as_ptr()).d as *mut openssl_sys::ASN1_STRING;
+        let ptr = openssl_sys::ASN1_STRING_get0_data(s);
+        let len = openssl_sys::ASN1_STRING_length(s);
+        if ptr.is_null() || len <= 0 {
+            return &[];
+        }
+        std::slice::from_raw_parts(ptr, len as usize)
+    }
+}
+
+/// Whether a CSR carries an extensionRequest attribute at all.
+pub fn has_extension_request(req: &openssl::x509::X509ReqRef) -> bool {
+    // SAFETY: valid X509_REQ; the lookup only reads its attributes.
+    let idx = unsafe {
+        openssl_sys::X509_REQ_get_attr_by_NID(req.as_ptr(), openssl_sys::NID_ext_req, -1)
+    };
+    drop(ErrorStack::get());
+    idx >= 0
+}

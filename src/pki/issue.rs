@@ -1,0 +1,320 @@
+//! CSR → apid server certificate: the trustd signing rules, each with its reason.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::error::ErrorStack;
+use openssl::nid::Nid;
+use openssl::pkey::{HasPublic, PKey, PKeyRef, Public};
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+};
+use openssl::x509::{X509Builder, X509Name, X509NameRef, X509Req, X509};
+
+use super::ca::MachineCa;
+use super::keys::{self, KeyType, MIN_RSA_BITS};
+use super::{ffi, printable, San};
+
+/// How far notBefore is backdated, so a worker whose clock runs a little behind
+/// ours (or talosctl's) does not see a certificate from the future.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// What was issued, with what the request log line needs.
+pub struct Issued {
+    pub pem: Vec<u8>,
+    pub serial_hex: String,
+    pub common_name: String,
+    pub sans: Vec<San>,
+    /// Organizations removed from the subject.
+    pub stripped_orgs: usize,
+    /// Requested extensions and SAN entries that were not copied.
+    pub dropped: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum IssueError {
+    /// The caller sent something we will not sign; the text says what.
+    InvalidCsr(String),
+    /// The CA can no longer issue (it expired while we were running).
+    CaExpired,
+    /// OpenSSL failed while building or signing.
+    Internal(String),
+}
+
+impl From<ErrorStack> for IssueError {
+    fn from(e: ErrorStack) -> Self {
+        IssueError::Internal(keys::openssl_reason(&e))
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> IssueError {
+    IssueError::InvalidCsr(msg.into())
+}
+
+/// Signs a worker's CSR as trustd does, and no more.
+pub fn issue(
+    ca: &MachineCa,
+    csr_pem: &[u8],
+    validity: Duration,
+    now_unix: i64,
+) -> Result<Issued, IssueError> {
+    let req = parse_pem_csr(csr_pem)?;
+    let key = req.public_key().map_err(|e| {
+        invalid(format!(
+            "CSR public key does not decode: {}",
+            keys::openssl_reason(&e)
+        ))
+    })?;
+    // Refuse weak or unknown key types before spending time on them.
+    check_csr_key(&key)?;
+    // Proof of possession: a CSR not signed by its own key may carry a key the
+    // caller does not hold. Upstream answers INTERNAL; the fault is the caller's.
+    if !req.verify(&key).unwrap_or(false) {
+        drop(ErrorStack::get());
+        return Err(invalid(
+            "CSR signature does not verify against its public key",
+        ));
+    }
+
+    // Talos roles (os:admin, os:impersonator…) live in O; a server certificate
+    // carrying one could be replayed as a client credential (CVE-2022-36103).
+    // Strip rather than refuse: older workers still send O and must get a cert.
+    let (subject, stripped_orgs) = subject_without_org(req.subject_name())?;
+    // Only DNS and IP names identify an apid endpoint; URI/email SANs and every
+    // other requested extension (CA:TRUE, clientAuth, keyCertSign…) are dropped.
+    let (sans, dropped) = requested_sans(&req)?;
+    if subject.entries().next().is_none() && sans.is_empty() {
+        return Err(invalid(
+            "CSR names nothing: no subject (after removing O) and no DNS/IP SAN",
+        ));
+    }
+
+    let (cert, serial_hex) = sign_server_cert(ca, &subject, &key, &sans, validity, now_unix)?;
+    Ok(Issued {
+        pem: cert.to_pem()?,
+        serial_hex,
+        common_name: common_name(&subject),
+        sans,
+        stripped_orgs,
+        dropped,
+    })
+}
+
+/// The one certificate profile we issue, for workers and for ourselves: an
+/// end-entity TLS server certificate.
+pub(super) fn sign_server_cert<T: HasPublic>(
+    ca: &MachineCa,
+    subject: &X509NameRef,
+    key: &PKeyRef<T>,
+    sans: &[San],
+    validity: Duration,
+    now_unix: i64,
+) -> Result<(X509, String), IssueError> {
+    let (not_before, not_after) = validity_window(ca, validity, now_unix)?;
+    let mut serial = BigNum::new()?;
+    // 128 random bits with the top bit set: positive, 17 DER octets (≤ 20), from
+    // the provider's DRBG.
+    serial.rand(128, MsbOption::ONE, false)?;
+
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial_asn1 = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial_asn1)?;
+    b.set_subject_name(subject)?;
+    b.set_issuer_name(ca.cert().subject_name())?;
+    b.set_pubkey(key)?;
+    let (not_before, not_after) = (
+        Asn1Time::from_unix(not_before)?,
+        Asn1Time::from_unix(not_after)?,
+    );
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    // An end-entity certificate that says so explicitly; apid only serves TLS,
+    // so digitalSignature + serverAuth is all it may do.
+    b.append_extension(BasicConstraints::new().critical().build()?)?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+    b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    if !sans.is_empty() {
+        let empty_subject = subject.entries().next().is_none();
+        b.append_extension(san_extension(sans, empty_subject, &b)?)?;
+    }
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(false)
+        .issuer(false)
+        .build(&b.x509v3_context(Some(ca.cert()), None))?;
+    b.append_extension(aki)?;
+    b.sign(ca.key(), ca.digest())?;
+    Ok((b.build(), serial.to_hex_str()?.to_string()))
+}
+
+fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {
+    if pem.is_empty() {
+        return Err(invalid("csr is empty"));
+    }
+    match keys::first_pem_label(pem) {
+        Some("CERTIFICATE REQUEST") | Some("NEW CERTIFICATE REQUEST") => {}
+        Some(label) => {
+            return Err(invalid(format!(
+                "csr holds a {:?} PEM block; expected CERTIFICATE REQUEST",
+                printable(label.as_bytes())
+            )))
+        }
+        None => {
+            return Err(invalid(
+                "csr is not PEM; expected a -----BEGIN CERTIFICATE REQUEST----- block",
+            ))
+        }
+    }
+    X509Req::from_pem(pem).map_err(|e| {
+        invalid(format!(
+            "csr PEM does not decode: {}",
+            keys::openssl_reason(&e)
+        ))
+    })
+}
+
+/// The CSR key types a worker can use and that are still safe.
+fn check_csr_key(key: &PKey<Public>) -> Result<KeyType, IssueError> {
+    match KeyType::of(key) {
+        Some(KeyType::Rsa(bits)) if bits < MIN_RSA_BITS => Err(invalid(format!(
+            "CSR key is RSA-{bits}; RSA keys must have at least {MIN_RSA_BITS} bits"
+        ))),
+        Some(t) => Ok(t),
+        None => Err(invalid(format!(
+            "CSR key is {}; supported: Ed25519, ECDSA P-256/P-384/P-521, RSA ≥ {MIN_RSA_BITS}",
+            KeyType::describe(key)
+        ))),
+    }
+}
+
+fn subject_without_org(name: &X509NameRef) -> Result<(X509Name, usize), IssueError> {
+    let mut out = X509Name::builder()?;
+    let mut stripped = 0;
+    for entry in name.entries() {
+        if entry.object().nid() == Nid::ORGANIZATIONNAME {
+            stripped += 1;
+        } else {
+            out.append_entry(entry)?;
+        }
+    }
+    Ok((out.build(), stripped))
+}
+
+/// DNS and IP SANs in request order, and how many other requested extensions
+/// and names were dropped.
+fn requested_sans(req: &X509Req) -> Result<(Vec<San>, usize), IssueError> {
+    let exts = match req.extensions() {
+        Ok(exts) => exts,
+        // No extensionRequest attribute at all: a CSR without SANs.
+        Err(_) if !ffi::has_extension_request(req) => return Ok((Vec::new(), 0)),
+        Err(e) => {
+            return Err(invalid(format!(
+                "CSR extensionRequest does not decode: {}",
+                keys::openssl_reason(&e)
+            )))
+        }
+    };
+    let names = match ffi::requested_sans(&exts) {
+        ffi::RequestedSans::None => return Ok((Vec::new(), exts.len())),
+        ffi::RequestedSans::Names(names) => names,
+        ffi::RequestedSans::Duplicate => {
+            return Err(invalid("CSR requests subjectAltName more than once"))
+        }
+        ffi::RequestedSans::Malformed => return Err(invalid("CSR subjectAltName does not decode")),
+    };
+    let mut sans = Vec::with_capacity(names.len());
+    let mut dropped = exts.len() - 1;
+    for name in &names {
+        if ffi::is_dns_name(name) {
+            sans.push(San::Dns(dns_name(ffi::dns_name_bytes(name))?));
+        } else if ffi::is_ip_address(name) {
+            sans.push(San::Ip(ip_address(name.ipaddress().unwrap_or_default())?));
+        } else {
+            dropped += 1;
+        }
+    }
+    Ok((sans, dropped))
+}
+
+/// A DNS SAN must be a plausible host name: Go's x509 (talosctl, apid) rejects
+/// certificates whose SANs are not, so signing one would only break the worker.
+fn dns_name(bytes: &[u8]) -> Result<String, IssueError> {
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 253
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*'));
+    match std::str::from_utf8(bytes) {
+        Ok(name) if ok => Ok(name.to_string()),
+        _ => Err(invalid(format!(
+            "DNS SAN \"{}\" is not a valid host name",
+            printable(&bytes[..bytes.len().min(64)])
+        ))),
+    }
+}
+
+fn ip_address(bytes: &[u8]) -> Result<IpAddr, IssueError> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        return Ok(IpAddr::V4(Ipv4Addr::from(v4)));
+    }
+    if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+        return Ok(IpAddr::V6(Ipv6Addr::from(v6)));
+    }
+    Err(invalid(format!(
+        "IP SAN has {} bytes; an IP address has 4 (IPv4) or 16 (IPv6)",
+        bytes.len()
+    )))
+}
+
+fn san_extension(
+    sans: &[San],
+    critical: bool,
+    b: &X509Builder,
+) -> Result<openssl::x509::X509Extension, IssueError> {
+    let mut ext = SubjectAlternativeName::new();
+    // RFC 5280 4.2.1.6: with an empty subject the SAN extension must be critical.
+    if critical {
+        ext.critical();
+    }
+    for san in sans {
+        match san {
+            San::Dns(name) => ext.dns(name),
+            San::Ip(ip) => ext.ip(&ip.to_string()),
+        };
+    }
+    Ok(ext.build(&b.x509v3_context(None, None))?)
+}
+
+/// notBefore backdated by the skew, notAfter `validity` ahead; both inside the
+/// CA's own lifetime, because a chain is only valid while every link is.
+fn validity_window(ca: &MachineCa, validity: Duration, now: i64) -> Result<(i64, i64), IssueError> {
+    if ca.not_after_unix() <= now {
+        return Err(IssueError::CaExpired);
+    }
+    let not_before = (now - CLOCK_SKEW.as_secs() as i64).max(ca.not_before_unix());
+    let not_after = now
+        .saturating_add(i64::try_from(validity.as_secs()).unwrap_or(i64::MAX))
+        .min(ca.not_after_unix());
+    Ok((not_before, not_after))
+}
+
+fn common_name(name: &X509NameRef) -> String {
+    name.entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .map(|cn| printable(cn.data().as_slice()))
+        .unwrap_or_default()
+}
+
+impl std::fmt::Display for IssueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IssueError::InvalidCsr(m) => f.write_str(m),
+            IssueError::CaExpired => f.write_str("the machine CA has expired"),
+            IssueError::Internal(m) => write!(f, "OpenSSL failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for IssueError {}

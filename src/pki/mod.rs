@@ -1,0 +1,86 @@
+//! Everything cryptographic: keys, the machine CA, issuing worker certificates
+//! and the server's own serving certificate. Nothing here knows about files,
+//! flags or gRPC.
+
+pub mod ca;
+mod ffi;
+pub mod issue;
+pub mod keys;
+pub mod serving;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use openssl::x509::X509NameRef;
+
+/// A subjectAltName entry of the two kinds trustd certificates carry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum San {
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(name) => f.write_str(name),
+            San::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Formats a distinguished name as `CN=a, O=b`, escaping anything that is not
+/// printable ASCII so that a hostile name cannot forge log lines.
+pub fn name_to_string(name: &X509NameRef) -> String {
+    let parts: Vec<String> = name
+        .entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            format!("{key}={}", printable(e.data().as_slice()))
+        })
+        .collect();
+    if parts.is_empty() {
+        "(empty)".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Bytes as text with every non-printable or non-ASCII byte (and `\` and `"`)
+/// shown as `\xNN`, so the result can sit between quotes in a log line.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Whether a certificate has basicConstraints CA:TRUE.
+pub fn is_ca(cert: &openssl::x509::X509Ref) -> bool {
+    ffi::is_ca(cert)
+}
+
+/// The DNS and IP SANs of a certificate, in order.
+pub fn cert_sans(cert: &openssl::x509::X509Ref) -> Vec<San> {
+    let Some(names) = cert.subject_alt_names() else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter_map(|n| {
+            if let Some(dns) = n.dnsname() {
+                return Some(San::Dns(dns.to_string()));
+            }
+            match n.ipaddress()? {
+                b if b.len() == 4 => Some(San::Ip(IpAddr::from(<[u8; 4]>::try_from(b).ok()?))),
+                b if b.len() == 16 => Some(San::Ip(IpAddr::from(<[u8; 16]>::try_from(b).ok()?))),
+                _ => None,
+            }
+        })
+        .collect()
+}

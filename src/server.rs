@@ -1,0 +1,174 @@
+//! gRPC server wiring: environment, TLS credentials that renew themselves,
+//! listening, and an orderly shutdown.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use grpcio::{
+    CertificateRequestType, ChannelBuilder, EnvBuilder, ServerBuilder, ServerCredentials,
+    ServerCredentialsBuilder, ServerCredentialsFetcher,
+};
+use log::{info, warn};
+
+use crate::config::{format_duration, ServeConfig};
+use crate::ops::signals::Signals;
+use crate::pki::serving::{self, ServingCert};
+use crate::pki::San;
+use crate::pool::Pool;
+use crate::proto::security_grpc::create_security_service;
+use crate::service::Signer;
+use crate::snapshot::{Current, Snapshot};
+
+/// Requests are < 2 KiB; anything near this is not a CSR.
+pub const MAX_MESSAGE_BYTES: i32 = 64 * 1024;
+
+/// How long calls in flight may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What `run` reports once it accepts connections.
+pub struct Started {
+    pub addr: SocketAddr,
+}
+
+/// Loads everything, listens, calls `on_ready`, serves until SIGTERM/SIGINT,
+/// then lets calls in flight finish.
+pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), String> {
+    let current = Arc::new(Current::new(Snapshot::load(cfg)?));
+    let sans = serving::serving_sans(&cfg.server_sans);
+    let credentials =
+        ServingCredentials::new(Arc::clone(&current), sans, cfg.serving_cert_validity)?;
+    let mut signals = Signals::install()?;
+
+    // One completion queue: its thread only accepts and decodes calls, the
+    // signing pool does the work.
+    let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("grpc-cq").build());
+    let pool = Pool::new(cfg.workers)?;
+    let args = ChannelBuilder::new(Arc::clone(&env))
+        .max_receive_message_len(MAX_MESSAGE_BYTES)
+        .build_args();
+    let mut server = ServerBuilder::new(env)
+        .channel_args(args)
+        .register_service(create_security_service(Signer::new(
+            pool.clone(),
+            Arc::clone(&current),
+        )))
+        .build()
+        .map_err(|e| format!("cannot create the gRPC server: {e}"))?;
+    let creds = ServerCredentials::with_fetcher(
+        Box::new(credentials),
+        CertificateRequestType::DontRequestClientCertificate,
+    );
+    let port = server
+        .add_listening_port(cfg.listen.to_string(), creds)
+        .map_err(|_| {
+            format!(
+                "cannot listen on {}: the address is in use or not on this host; choose another \
+             with --listen or PORT",
+                cfg.listen
+            )
+        })?;
+    server.start();
+
+    let started = Started {
+        addr: SocketAddr::new(cfg.listen.ip(), port),
+    };
+    log_startup(cfg, &current.get(), &started, pool.threads());
+    on_ready(&started);
+
+    let signal = signals.wait();
+    info!("received {signal}: refusing new calls, finishing calls in flight");
+    let (done_tx, done_rx) = mpsc::channel();
+    let shutdown = server.shutdown();
+    thread::spawn(move || {
+        let _ = futures_executor::block_on(shutdown);
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(SHUTDOWN_GRACE).is_err() {
+        warn!("calls still open after {SHUTDOWN_GRACE:?}; cancelling them");
+        server.cancel_all_calls();
+        let _ = done_rx.recv_timeout(SHUTDOWN_GRACE);
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, workers: usize) {
+    let ca = &snapshot.ca;
+    info!("listening on {} (gRPC over TLS, ALPN h2)", started.addr);
+    info!(
+        "machine CA: subject=\"{}\" key={} notAfter={} bundle={} cert(s)",
+        ca.subject(),
+        ca.key_type(),
+        ca.cert().not_after(),
+        ca.bundle_len()
+    );
+    let sans: Vec<String> = serving::serving_sans(&cfg.server_sans)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    info!(
+        "serving certificate SANs=[{}] validity={} (renewed at half); issued cert validity={}; \
+         workers={workers}",
+        sans.join(","),
+        format_duration(cfg.serving_cert_validity),
+        format_duration(cfg.cert_validity),
+    );
+}
+
+/// Hands gRPC core our serving certificate, and a new one once the current one
+/// is half way through its life. gRPC core asks before every new handshake, so
+/// the common path is a clock read under an uncontended lock.
+struct ServingCredentials {
+    current: Arc<Current>,
+    sans: Vec<San>,
+    lifetime: Duration,
+    state: Mutex<ServingState>,
+}
+
+struct ServingState {
+    /// Generated but not yet handed to gRPC core.
+    pending: Option<ServingCert>,
+    renew_at_unix: i64,
+}
+
+impl ServingCredentials {
+    fn new(current: Arc<Current>, sans: Vec<San>, lifetime: Duration) -> Result<Self, String> {
+        let first = serving::generate(&current.get().ca, &sans, lifetime, crate::unix_now())
+            .map_err(|e| format!("cannot create the serving certificate: {e}"))?;
+        Ok(ServingCredentials {
+            current,
+            sans,
+            lifetime,
+            state: Mutex::new(ServingState {
+                renew_at_unix: first.renew_at_unix,
+                pending: Some(first),
+            }),
+        })
+    }
+}
+
+impl ServerCredentialsFetcher for ServingCredentials {
+    fn fetch(&self) -> Result<Option<ServerCredentialsBuilder>, Box<dyn Error>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = crate::unix_now();
+        if state.pending.is_none() && now >= state.renew_at_unix {
+            // Whatever happens, do not retry on every handshake.
+            state.renew_at_unix = now + 60;
+            let cert = serving::generate(&self.current.get().ca, &self.sans, self.lifetime, now)?;
+            info!(
+                "serving certificate renewed: serial={} notAfter(unix)={}",
+                cert.serial_hex, cert.not_after_unix
+            );
+            state.renew_at_unix = cert.renew_at_unix;
+            state.pending = Some(cert);
+        }
+        Ok(state
+            .pending
+            .take()
+            .map(|c| ServerCredentialsBuilder::new().add_cert(c.cert_pem, c.key_pem)))
+    }
+}

@@ -1,0 +1,82 @@
+//! The material every call reads (CA, tokens, issuing rules), loaded from the
+//! configured files as one immutable snapshot. Calls hold the snapshot they
+//! started with; replacing it (reload) never disturbs them.
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::auth::TokenSet;
+use crate::config::{ServeConfig, TokenSource};
+use crate::pki::ca::{CaError, MachineCa};
+
+pub struct Snapshot {
+    pub ca: MachineCa,
+    pub tokens: TokenSet,
+    pub cert_validity: Duration,
+}
+
+impl Snapshot {
+    /// Reads and checks every input; the error is one line naming the file and
+    /// what to do about it.
+    pub fn load(cfg: &ServeConfig) -> Result<Snapshot, String> {
+        let cert = read(&cfg.ca_cert, "CA certificate", "--ca-cert / CA_CERT_PATH")?;
+        let key = read(&cfg.ca_key, "CA key", "--ca-key / CA_KEY_PATH")?;
+        let accepted = cfg
+            .accepted_cas
+            .iter()
+            .map(|p| read(p, "accepted CA", "--accepted-ca / ACCEPTED_CA_PATHS"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ca = MachineCa::new(&cert, &key, &accepted, crate::unix_now()).map_err(|e| {
+            let (what, path) = match &e {
+                CaError::Cert(_) => ("CA certificate", &cfg.ca_cert),
+                CaError::Key(_) | CaError::Pair(_) => ("CA key", &cfg.ca_key),
+                CaError::Accepted(i, _) => ("accepted CA", &cfg.accepted_cas[*i]),
+            };
+            format!("{what} {}: {e}", path.display())
+        })?;
+        let tokens = match &cfg.token {
+            TokenSource::Env(value) => {
+                TokenSet::parse(value).map_err(|e| format!("TALOS_TOKEN {e}"))?
+            }
+            TokenSource::File(path) => {
+                let bytes = read(path, "token file", "--token-file / TALOS_TOKEN_FILE")?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| format!("token file {} is not UTF-8 text", path.display()))?;
+                TokenSet::parse(&text).map_err(|e| format!("token file {} {e}", path.display()))?
+            }
+        };
+        Ok(Snapshot {
+            ca,
+            tokens,
+            cert_validity: cfg.cert_validity,
+        })
+    }
+}
+
+fn read(path: &Path, what: &str, setting: &str) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| {
+        format!(
+            "cannot read {what} {}: {e}; check the path ({setting}) and that this user may read it",
+            path.display()
+        )
+    })
+}
+
+/// The current snapshot, swapped whole.
+pub struct Current(RwLock<Arc<Snapshot>>);
+
+impl Current {
+    pub fn new(snapshot: Snapshot) -> Current {
+        Current(RwLock::new(Arc::new(snapshot)))
+    }
+
+    pub fn get(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn replace(&self, snapshot: Snapshot) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+}

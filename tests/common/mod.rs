@@ -1,0 +1,642 @@
+//! Shared test harness: real binary, real gRPC over real TLS, real certificates.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use grpcio::{
+    CallOption, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder, Environment,
+    MetadataBuilder, RpcStatus,
+};
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::stack::Stack;
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
+};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::X509PurposeId;
+use openssl::x509::{X509Extension, X509Name, X509Req, X509StoreContext, X509};
+
+use talos_csr_signer::pki::keys::KeyType;
+use talos_csr_signer::proto::security::{CertificateRequest, CertificateResponse};
+use talos_csr_signer::proto::security_grpc::SecurityServiceClient;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_talos-csr-signer");
+pub const TOKEN: &str = "d8cwfa.eyvpi0xwxyarbfid";
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tcs-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------- certificates made by the tests themselves ----------
+
+pub struct Ca {
+    pub cert: X509,
+    pub key: PKey<Private>,
+}
+
+/// Options for a test CA; the default is a good Talos-like CA.
+pub struct CaSpec {
+    pub key_type: KeyType,
+    pub org: &'static str,
+    pub is_ca: bool,
+    pub cert_sign: bool,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl CaSpec {
+    pub fn new(key_type: KeyType) -> CaSpec {
+        CaSpec {
+            key_type,
+            org: "talos",
+            is_ca: true,
+            cert_sign: true,
+            not_before: now_unix() - 3600,
+            not_after: now_unix() + 10 * 365 * 86_400,
+        }
+    }
+
+    pub fn build(&self) -> Ca {
+        let key = self.key_type.generate().unwrap();
+        let mut name = X509Name::builder().unwrap();
+        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, self.org)
+            .unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        let mut serial = BigNum::new().unwrap();
+        serial.rand(64, MsbOption::ONE, false).unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(self.not_before).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::from_unix(self.not_after).unwrap())
+            .unwrap();
+        if self.is_ca {
+            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                .unwrap();
+        }
+        let mut ku = KeyUsage::new();
+        ku.critical().digital_signature();
+        if self.cert_sign {
+            ku.key_cert_sign();
+        }
+        b.append_extension(ku.build().unwrap()).unwrap();
+        let ski = SubjectKeyIdentifier::new()
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(ski).unwrap();
+        b.sign(&key, self.key_type.signing_digest()).unwrap();
+        Ca {
+            cert: b.build(),
+            key,
+        }
+    }
+}
+
+impl Ca {
+    pub fn new(key_type: KeyType) -> Ca {
+        CaSpec::new(key_type).build()
+    }
+
+    pub fn cert_pem(&self) -> Vec<u8> {
+        self.cert.to_pem().unwrap()
+    }
+
+    pub fn key_pem(&self) -> Vec<u8> {
+        self.key.private_key_to_pem_pkcs8().unwrap()
+    }
+
+    /// Writes ca.crt / ca.key into `dir`.
+    pub fn write(&self, dir: &TempDir) -> (PathBuf, PathBuf) {
+        (
+            dir.write("ca.crt", &self.cert_pem()),
+            dir.write("ca.key", &self.key_pem()),
+        )
+    }
+}
+
+/// A CSR as a worker (or an attacker) might send it.
+pub struct CsrSpec {
+    pub key_type: KeyType,
+    /// (nid, value) subject entries, in order.
+    pub subject: Vec<(Nid, String)>,
+    pub dns: Vec<String>,
+    pub ips: Vec<String>,
+    pub uris: Vec<String>,
+    pub emails: Vec<String>,
+    /// Extra requested extensions beyond SAN.
+    pub ask_ca: bool,
+    pub ask_client_auth: bool,
+    pub ask_cert_sign: bool,
+}
+
+impl CsrSpec {
+    /// What a Talos worker sends: CN = node name, IP and DNS SANs, no O.
+    pub fn worker(key_type: KeyType) -> CsrSpec {
+        CsrSpec {
+            key_type,
+            subject: vec![(Nid::COMMONNAME, "worker-1.example".into())],
+            dns: vec!["worker-1".into(), "worker-1.example".into()],
+            ips: vec!["10.5.0.7".into(), "fd00::7".into(), "127.0.0.1".into()],
+            uris: vec![],
+            emails: vec![],
+            ask_ca: false,
+            ask_client_auth: false,
+            ask_cert_sign: false,
+        }
+    }
+
+    pub fn build(&self) -> (Vec<u8>, PKey<Private>) {
+        let key = self.key_type.generate().unwrap();
+        (self.build_with(&key), key)
+    }
+
+    pub fn build_with(&self, key: &PKey<Private>) -> Vec<u8> {
+        let mut b = X509Req::builder().unwrap();
+        let mut name = X509Name::builder().unwrap();
+        for (nid, v) in &self.subject {
+            name.append_entry_by_nid(*nid, v).unwrap();
+        }
+        b.set_subject_name(&name.build()).unwrap();
+        b.set_pubkey(key).unwrap();
+        let mut exts: Stack<X509Extension> = Stack::new().unwrap();
+        let mut san = SubjectAlternativeName::new();
+        let mut any_san = false;
+        for d in &self.dns {
+            san.dns(d);
+            any_san = true;
+        }
+        for i in &self.ips {
+            san.ip(i);
+            any_san = true;
+        }
+        for u in &self.uris {
+            san.uri(u);
+            any_san = true;
+        }
+        for e in &self.emails {
+            san.email(e);
+            any_san = true;
+        }
+        if any_san {
+            exts.push(san.build(&b.x509v3_context(None)).unwrap())
+                .unwrap();
+        }
+        if self.ask_ca {
+            exts.push(BasicConstraints::new().critical().ca().build().unwrap())
+                .unwrap();
+        }
+        if self.ask_cert_sign {
+            exts.push(
+                KeyUsage::new()
+                    .key_cert_sign()
+                    .crl_sign()
+                    .digital_signature()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+        if self.ask_client_auth {
+            exts.push(
+                ExtendedKeyUsage::new()
+                    .client_auth()
+                    .server_auth()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+        if !exts.is_empty() {
+            b.add_extensions(&exts).unwrap();
+        }
+        b.sign(key, self.key_type.signing_digest()).unwrap();
+        b.build().to_pem().unwrap()
+    }
+}
+
+// ---------- the server process ----------
+
+/// The real binary, started on 127.0.0.1 with a free port; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+/// A CA on disk plus the arguments that serve it.
+pub struct Setup {
+    pub dir: TempDir,
+    pub ca: Ca,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// CA of `key_type`, token in a file, listening on 127.0.0.1:0.
+    pub fn new(key_type: KeyType) -> Setup {
+        Setup::with_ca(Ca::new(key_type))
+    }
+
+    pub fn with_ca(ca: Ca) -> Setup {
+        let dir = TempDir::new("srv");
+        let (cert, key) = ca.write(&dir);
+        let token = dir.write("token", format!("{TOKEN}\n").as_bytes());
+        let args = vec![
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--ca-cert".into(),
+            cert.display().to_string(),
+            "--ca-key".into(),
+            key.display().to_string(),
+            "--token-file".into(),
+            token.display().to_string(),
+            "--workers".into(),
+            "2".into(),
+        ];
+        Setup {
+            dir,
+            ca,
+            args,
+            env: vec![],
+        }
+    }
+
+    pub fn arg(mut self, a: &str) -> Setup {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn start(&self) -> Server {
+        Server::start(&self.args, &self.env)
+    }
+}
+
+fn pump(src: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+    thread::spawn(move || {
+        for line in BufReader::new(src).lines() {
+            match line {
+                Ok(l) => sink.lock().unwrap().push(l),
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+fn base_command(args: &[String], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("TALOS_TOKEN")
+        .env_remove("TALOS_TOKEN_FILE")
+        .env_remove("CA_CERT_PATH")
+        .env_remove("CA_KEY_PATH")
+        .env_remove("PORT")
+        .env_remove("SERVER_IPS")
+        .env_remove("SERVER_DNS_NAMES")
+        .env_remove("ACCEPTED_CA_PATHS")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl Server {
+    pub fn start(args: &[String], env: &[(String, String)]) -> Server {
+        let mut child = base_command(args, env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server binary");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), Arc::clone(&output));
+        pump(child.stderr.take().unwrap(), Arc::clone(&output));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(addr) = output.lock().unwrap().iter().find_map(|l| {
+                l.split("listening on ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            }) {
+                return Server {
+                    child,
+                    addr,
+                    output,
+                };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "server exited with {status} before listening:\n{}",
+                    output.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start:\n{}",
+                output.lock().unwrap().join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn client(&self, trust_pem: &[u8]) -> SecurityServiceClient {
+        client(&self.addr.to_string(), trust_pem)
+    }
+
+    pub fn log(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        let rc = unsafe { libc_kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit in {within:?}:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+pub const SIGTERM: i32 = 15;
+pub const SIGINT: i32 = 2;
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (for startup errors and `request`).
+pub fn run_binary(
+    args: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let mut child = base_command(args, env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let err = Arc::new(Mutex::new(Vec::new()));
+    pump(child.stdout.take().unwrap(), Arc::clone(&out));
+    pump(child.stderr.take().unwrap(), Arc::clone(&err));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{args:?} did not finish in {timeout:?}:\n{}",
+                err.lock().unwrap().join("\n")
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    thread::sleep(Duration::from_millis(50));
+    let out = out.lock().unwrap().join("\n");
+    let err = err.lock().unwrap().join("\n");
+    (status, out, err)
+}
+
+// ---------- the gRPC client ----------
+
+pub fn env() -> Arc<Environment> {
+    static ENV: OnceLock<Arc<Environment>> = OnceLock::new();
+    Arc::clone(ENV.get_or_init(|| Arc::new(EnvBuilder::new().cq_count(1).build())))
+}
+
+pub fn client(target: &str, trust_pem: &[u8]) -> SecurityServiceClient {
+    let creds = ChannelCredentialsBuilder::new()
+        .root_cert(trust_pem.to_vec())
+        .build();
+    SecurityServiceClient::new(
+        ChannelBuilder::new(env())
+            .set_credentials(creds)
+            .connect(target),
+    )
+}
+
+/// One Certificate call with the given `token` metadata entries.
+pub fn call_with(
+    client: &SecurityServiceClient,
+    tokens: &[&[u8]],
+    csr: &[u8],
+) -> Result<CertificateResponse, RpcStatus> {
+    let mut md = MetadataBuilder::new();
+    for t in tokens {
+        md.add_str("token", std::str::from_utf8(t).unwrap())
+            .unwrap();
+    }
+    let opt = CallOption::default()
+        .headers(md.build())
+        .timeout(Duration::from_secs(20));
+    let req = CertificateRequest {
+        csr: csr.to_vec(),
+        ..Default::default()
+    };
+    client.certificate_opt(&req, opt).map_err(|e| match e {
+        grpcio::Error::RpcFailure(s) => s,
+        other => panic!("transport error: {other}"),
+    })
+}
+
+pub fn call(client: &SecurityServiceClient, csr: &[u8]) -> Result<CertificateResponse, RpcStatus> {
+    call_with(client, &[TOKEN.as_bytes()], csr)
+}
+
+// ---------- checking what was issued ----------
+
+/// (nid, critical) of every extension, in order.
+pub fn extensions(cert: &X509) -> Vec<(Nid, bool)> {
+    use foreign_types::ForeignTypeRef;
+    let mut out = Vec::new();
+    // SAFETY: read-only walk over a valid certificate's extensions.
+    unsafe {
+        let x = cert.as_ref().as_ptr();
+        for i in 0..openssl_sys::X509_get_ext_count(x) {
+            let ext = openssl_sys::X509_get_ext(x, i);
+            let nid = openssl_sys::OBJ_obj2nid(openssl_sys::X509_EXTENSION_get_object(ext));
+            out.push((
+                Nid::from_raw(nid),
+                openssl_sys::X509_EXTENSION_get_critical(ext) == 1,
+            ));
+        }
+    }
+    out
+}
+
+/// OpenSSL verification of `leaf` against `bundle` as a TLS server certificate.
+pub fn verify_chain(leaf: &X509, bundle: &[X509]) -> Result<(), String> {
+    let mut store = X509StoreBuilder::new().unwrap();
+    for c in bundle {
+        store.add_cert(c.clone()).unwrap();
+    }
+    store.set_purpose(X509PurposeId::SSL_SERVER).unwrap();
+    let store = store.build();
+    let mut ctx = X509StoreContext::new().unwrap();
+    let (ok, err) = ctx
+        .init(&store, leaf, &Stack::new().unwrap(), |c| {
+            let ok = c.verify_cert()?;
+            Ok((ok, c.error().to_string()))
+        })
+        .unwrap();
+    if ok {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+pub fn aki_matches_ski(leaf: &X509, ca: &X509) -> bool {
+    match (leaf.authority_key_id(), ca.subject_key_id()) {
+        (Some(a), Some(s)) => a.as_slice() == s.as_slice(),
+        _ => false,
+    }
+}
+
+pub fn unix(t: &openssl::asn1::Asn1TimeRef) -> i64 {
+    let epoch = Asn1Time::from_unix(0).unwrap();
+    let d = epoch.diff(t).unwrap();
+    d.days as i64 * 86_400 + d.secs as i64
+}
+
+/// The expected signature algorithm for a CA key type.
+pub fn sig_alg(kt: KeyType) -> Nid {
+    match kt {
+        KeyType::Ed25519 => Nid::ED25519,
+        KeyType::EcP256 => Nid::ECDSA_WITH_SHA256,
+        KeyType::EcP384 => Nid::ECDSA_WITH_SHA384,
+        KeyType::EcP521 => Nid::ECDSA_WITH_SHA512,
+        KeyType::Rsa(_) => Nid::SHA256WITHRSAENCRYPTION,
+    }
+}
+
+/// Reads a base64 value from the Talos fixture YAML: `section` then `key`.
+pub fn talos_fixture(file: &str, path: &[&str]) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/talos")
+            .join(file),
+    )
+    .or_else(|_| std::fs::read_to_string(Path::new("/work/shared/fixtures/talos").join(file)))
+    .expect("Talos fixtures in ../shared/fixtures/talos");
+    let mut depth = 0;
+    let mut indent_stack: Vec<usize> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        while indent_stack.last().is_some_and(|&i| indent <= i) {
+            indent_stack.pop();
+            depth -= 1;
+        }
+        if depth < path.len() {
+            let want = path[depth];
+            if let Some(rest) = trimmed.strip_prefix(want).and_then(|r| r.strip_prefix(':')) {
+                if depth + 1 == path.len() {
+                    return rest.trim().to_string();
+                }
+                indent_stack.push(indent);
+                depth += 1;
+            }
+        }
+    }
+    panic!("{path:?} not found in {file}");
+}
+
+pub fn b64(s: &str) -> Vec<u8> {
+    openssl::base64::decode_block(s).unwrap()
+}

@@ -1,0 +1,369 @@
+//! Startup refusals, the TLS endpoint itself, and shutdown.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::{X509ExtendedKeyUsage, X509};
+use talos_csr_signer::pki::keys::KeyType;
+use talos_csr_signer::pki::{cert_sans, San};
+
+/// Runs `serve` with `setup`'s arguments changed by `edit`; expects a refusal
+/// whose single stderr line contains every `needles` entry.
+fn refused(
+    setup: &Setup,
+    edit: impl FnOnce(&mut Vec<String>, &mut Vec<(String, String)>),
+    needles: &[&str],
+) {
+    let mut args = setup.args.clone();
+    let mut env = setup.env.clone();
+    edit(&mut args, &mut env);
+    let (status, _out, err) = run_binary(&args, &env, Duration::from_secs(20));
+    assert!(!status.success(), "should refuse to start: {args:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stderr, got:\n{err}");
+    assert!(lines[0].starts_with("talos-csr-signer: error: "), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} missing in {err}", n);
+    }
+    assert!(
+        !err.contains("PRIVATE KEY") && !err.contains(TOKEN),
+        "secret in error: {err}"
+    );
+}
+
+fn set(args: &mut [String], flag: &str, value: &str) {
+    let i = args.iter().position(|a| a == flag).unwrap();
+    args[i + 1] = value.to_string();
+}
+
+#[test]
+fn bad_configuration_stops_startup_with_one_clear_line() {
+    let setup = Setup::new(KeyType::Ed25519);
+    let dir = &setup.dir;
+    let missing = dir.path("nope.crt").display().to_string();
+    refused(
+        &setup,
+        |a, _| set(a, "--ca-cert", &missing),
+        &["cannot read CA certificate", &missing, "CA_CERT_PATH"],
+    );
+
+    // A leaf certificate is not a CA.
+    let mut leaf = CaSpec::new(KeyType::Ed25519);
+    leaf.is_ca = false;
+    let leaf = leaf.build();
+    let leaf_crt = dir
+        .write("leaf.crt", &leaf.cert_pem())
+        .display()
+        .to_string();
+    let leaf_key = dir.write("leaf.key", &leaf.key_pem()).display().to_string();
+    refused(
+        &setup,
+        |a, _| {
+            set(a, "--ca-cert", &leaf_crt);
+            set(a, "--ca-key", &leaf_key)
+        },
+        &["is not a CA certificate", &leaf_crt],
+    );
+
+    // A CA whose keyUsage forbids certificate signing.
+    let mut nosign = CaSpec::new(KeyType::Ed25519);
+    nosign.cert_sign = false;
+    let nosign = nosign.build();
+    let ns_crt = dir
+        .write("ns.crt", &nosign.cert_pem())
+        .display()
+        .to_string();
+    let ns_key = dir.write("ns.key", &nosign.key_pem()).display().to_string();
+    refused(
+        &setup,
+        |a, _| {
+            set(a, "--ca-cert", &ns_crt);
+            set(a, "--ca-key", &ns_key)
+        },
+        &["keyCertSign"],
+    );
+
+    // Key from another CA.
+    let other = Ca::new(KeyType::Ed25519);
+    let other_key = dir
+        .write("other.key", &other.key_pem())
+        .display()
+        .to_string();
+    refused(
+        &setup,
+        |a, _| set(a, "--ca-key", &other_key),
+        &["does not match", &other_key],
+    );
+
+    // Expired CA.
+    let mut old = CaSpec::new(KeyType::EcP256);
+    old.not_before = now_unix() - 86_400 * 30;
+    old.not_after = now_unix() - 60;
+    let old = old.build();
+    let old_crt = dir.write("old.crt", &old.cert_pem()).display().to_string();
+    let old_key = dir.write("old.key", &old.key_pem()).display().to_string();
+    refused(
+        &setup,
+        |a, _| {
+            set(a, "--ca-cert", &old_crt);
+            set(a, "--ca-key", &old_key)
+        },
+        &["expired", &old_crt],
+    );
+
+    // Not a key at all; an encrypted key.
+    let junk = dir.write("junk.key", b"hello").display().to_string();
+    refused(
+        &setup,
+        |a, _| set(a, "--ca-key", &junk),
+        &["CA key", &junk, "no PEM block"],
+    );
+    let enc = setup
+        .ca
+        .key
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"pw")
+        .unwrap();
+    let enc = dir.write("enc.key", &enc).display().to_string();
+    refused(&setup, |a, _| set(a, "--ca-key", &enc), &["encrypted"]);
+
+    // Weak RSA CA.
+    let weak = Ca::new(KeyType::Rsa(1024));
+    let weak_crt = dir
+        .write("weak.crt", &weak.cert_pem())
+        .display()
+        .to_string();
+    let weak_key = dir.write("weak.key", &weak.key_pem()).display().to_string();
+    refused(
+        &setup,
+        |a, _| {
+            set(a, "--ca-cert", &weak_crt);
+            set(a, "--ca-key", &weak_key)
+        },
+        &["RSA-1024"],
+    );
+
+    // Tokens: empty file, empty env, none, both.
+    let empty = dir.write("empty-token", b"\n").display().to_string();
+    refused(
+        &setup,
+        |a, _| set(a, "--token-file", &empty),
+        &["token file", &empty, "is empty"],
+    );
+    let drop_token_file = |a: &mut Vec<String>| {
+        let i = a.iter().position(|x| x == "--token-file").unwrap();
+        a.drain(i..i + 2);
+    };
+    refused(
+        &setup,
+        |a, e| {
+            drop_token_file(a);
+            e.push(("TALOS_TOKEN".into(), "".into()))
+        },
+        &["TALOS_TOKEN is empty"],
+    );
+    refused(
+        &setup,
+        |a, _| drop_token_file(a),
+        &["no machine token", "TALOS_TOKEN"],
+    );
+    refused(
+        &setup,
+        |_, e| e.push(("TALOS_TOKEN".into(), TOKEN.into())),
+        &["both"],
+    );
+
+    // Bad IPs are an error, never dropped; flags and env alike.
+    refused(
+        &setup,
+        |a, _| {
+            a.push("--server-ips".into());
+            a.push("10.0.0.1, vip.example".into())
+        },
+        &["SERVER_IPS", "vip.example", "not an IP"],
+    );
+    refused(
+        &setup,
+        |_, e| e.push(("SERVER_IPS".into(), "10.0.0.999".into())),
+        &["SERVER_IPS", "10.0.0.999"],
+    );
+    refused(
+        &setup,
+        |a, _| {
+            a.push("--accepted-ca".into());
+            a.push(missing.clone())
+        },
+        &["accepted CA", &missing],
+    );
+    refused(
+        &setup,
+        |a, _| {
+            a.push("--cert-validity".into());
+            a.push("forever".into())
+        },
+        &["CERT_VALIDITY"],
+    );
+}
+
+#[test]
+fn occupied_port_is_a_clear_error() {
+    let setup = Setup::new(KeyType::Ed25519);
+    let server = setup.start();
+    let taken = server.addr.to_string();
+    refused(
+        &setup,
+        |a, _| set(a, "--listen", &taken),
+        &["cannot listen on", &taken],
+    );
+}
+
+fn tls_handshake(addr: &str, trust: &[u8], host: &str) -> openssl::ssl::SslStream<TcpStream> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    for ca in X509::stack_from_pem(trust).unwrap() {
+        b.cert_store_mut().add_cert(ca).unwrap();
+    }
+    b.set_verify(SslVerifyMode::PEER);
+    b.set_alpn_protos(b"\x02h2").unwrap();
+    let connector = b.build();
+    let tcp = TcpStream::connect(addr).unwrap();
+    // `connect` checks the name: for an IP it requires a matching IP SAN.
+    connector
+        .connect(host, tcp)
+        .expect("TLS handshake verified against the machine CA")
+}
+
+#[test]
+fn serving_endpoint_negotiates_h2_with_a_p256_cert_from_the_machine_ca() {
+    let setup = Setup::new(KeyType::Ed25519)
+        .arg("--server-ips")
+        .arg("10.10.10.101, fd00::101")
+        .arg("--server-dns-names")
+        .arg("cp.example.org");
+    let server = setup.start();
+    let tls = tls_handshake(&server.addr.to_string(), &setup.ca.cert_pem(), "127.0.0.1");
+    assert_eq!(
+        tls.ssl().selected_alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN h2"
+    );
+    let cert = tls.ssl().peer_certificate().unwrap();
+    assert_eq!(
+        KeyType::of(&cert.public_key().unwrap()),
+        Some(KeyType::EcP256)
+    );
+    assert_eq!(
+        cert.extended_key_usage(),
+        Some(X509ExtendedKeyUsage::SSL_SERVER)
+    );
+    let sans = cert_sans(&cert);
+    for want in ["10.10.10.101", "fd00::101", "127.0.0.1", "::1"] {
+        assert!(
+            sans.contains(&San::Ip(want.parse().unwrap())),
+            "{want} missing: {sans:?}"
+        );
+    }
+    assert!(sans.contains(&San::Dns("cp.example.org".into())));
+    verify_chain(&cert, &[setup.ca.cert.clone()]).unwrap();
+    assert!(
+        server
+            .log()
+            .contains("SANs=[10.10.10.101,fd00::101,cp.example.org,127.0.0.1,::1]"),
+        "{}",
+        server.log()
+    );
+
+    // The IPv6 loopback endpoint verifies too.
+    let v6 = Setup::with_ca(Ca {
+        cert: setup.ca.cert.clone(),
+        key: setup.ca.key.clone(),
+    });
+    let mut args = v6.args.clone();
+    set(&mut args, "--listen", "[::1]:0");
+    let v6srv = Server::start(&args, &[]);
+    let tls = tls_handshake(&v6srv.addr.to_string(), &setup.ca.cert_pem(), "::1");
+    assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"h2"[..]));
+}
+
+#[test]
+fn serving_cert_is_renewed_at_half_life_without_restart() {
+    let setup = Setup::new(KeyType::Ed25519)
+        .arg("--serving-cert-validity")
+        .arg("4s");
+    let server = setup.start();
+    let addr = server.addr.to_string();
+    let serial = |tls: &openssl::ssl::SslStream<TcpStream>| {
+        tls.ssl()
+            .peer_certificate()
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+    };
+    let first = serial(&tls_handshake(&addr, &setup.ca.cert_pem(), "127.0.0.1"));
+    assert_eq!(
+        first,
+        serial(&tls_handshake(&addr, &setup.ca.cert_pem(), "127.0.0.1")),
+        "same cert before half-life"
+    );
+    std::thread::sleep(Duration::from_millis(2600));
+    let second = serial(&tls_handshake(&addr, &setup.ca.cert_pem(), "127.0.0.1"));
+    assert_ne!(first, second, "renewed after half its lifetime");
+    server.wait_log("serving certificate renewed");
+    // And gRPC calls keep working over the new certificate.
+    let client = server.client(&setup.ca.cert_pem());
+    let (csr, _) = CsrSpec::worker(KeyType::Ed25519).build();
+    call(&client, &csr).expect("served with the renewed certificate");
+}
+
+#[test]
+fn sigterm_finishes_calls_in_flight_and_exits_zero() {
+    // RSA-4096 signing is slow enough to keep a queue of calls in flight.
+    let setup = Setup::new(KeyType::Rsa(4096));
+    let mut args = setup.args.clone();
+    set(&mut args, "--workers", "1");
+    let mut server = Server::start(&args, &[]);
+    let client = server.client(&setup.ca.cert_pem());
+    let (csr, _) = CsrSpec::worker(KeyType::EcP256).build();
+    let req = talos_csr_signer::proto::security::CertificateRequest {
+        csr,
+        ..Default::default()
+    };
+    let mut md = grpcio::MetadataBuilder::new();
+    md.add_str("token", TOKEN).unwrap();
+    let md = md.build();
+    let pending: Vec<_> = (0..40)
+        .map(|_| {
+            let opt = grpcio::CallOption::default()
+                .headers(md.clone())
+                .timeout(Duration::from_secs(30));
+            client.certificate_async_opt(&req, opt).unwrap()
+        })
+        .collect();
+    server.wait_log("code=OK");
+    server.signal(SIGTERM);
+    let results: Vec<_> = pending
+        .into_iter()
+        .map(futures_executor::block_on)
+        .collect();
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "calls lost on SIGTERM: {failed:?}");
+    let log = server.log();
+    assert!(
+        log.contains("received SIGTERM") && log.contains("stopped"),
+        "{log}"
+    );
+    assert_eq!(log.matches("code=OK").count(), 40);
+}
+
+#[test]
+fn sigint_exits_zero_when_idle() {
+    let setup = Setup::new(KeyType::Ed25519);
+    let mut server = setup.start();
+    server.signal(SIGINT);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
