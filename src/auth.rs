@@ -113,9 +113,10 @@ mod tests {
 
     #[test]
     fn refuses_empty_or_split_tokens() {
-        assert!(TokenSet::parse(" \n").unwrap_err().contains("empty"));
+        assert!(TokenSet::parse(" \n").err().unwrap().contains("empty"));
         assert!(TokenSet::parse("abc def")
-            .unwrap_err()
+            .err()
+            .unwrap()
             .contains("whitespace"));
     }
 }

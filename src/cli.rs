@@ -333,19 +333,25 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         let tok = ("TALOS_TOKEN", "t");
-        let e = serve(&[], &[tok, ("SERVER_IPS", "10.0.0.1,nope")]).unwrap_err();
+        let e = serve(&[], &[tok, ("SERVER_IPS", "10.0.0.1,nope")])
+            .err()
+            .unwrap();
         assert!(e.starts_with("SERVER_IPS:"), "{e}");
         assert!(serve(&[], &[tok, ("PORT", "x")])
-            .unwrap_err()
+            .err()
+            .unwrap()
             .starts_with("PORT:"));
         assert!(serve(&["--listen", "cp:1"], &[tok])
-            .unwrap_err()
+            .err()
+            .unwrap()
             .contains("--listen"));
         assert!(serve(&[], &[tok, ("CERT_VALIDITY", "0s")])
-            .unwrap_err()
+            .err()
+            .unwrap()
             .starts_with("CERT_VALIDITY:"));
         assert!(serve(&["--workers", "0"], &[tok])
-            .unwrap_err()
+            .err()
+            .unwrap()
             .starts_with("WORKERS:"));
     }
 
@@ -363,7 +369,8 @@ mod tests {
         assert_eq!(c.ca_key, PathBuf::from("/d/ca.key"));
 
         assert!(serve(&["--dev", "--ca-cert", "/c"], &[])
-            .unwrap_err()
+            .err()
+            .unwrap()
             .contains("both"));
     }
 }

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod proto;
 pub mod server;
 pub mod service;
+pub mod sink;
 pub mod snapshot;
 
 use std::fs::{self, OpenOptions};

@@ -9,6 +9,7 @@ use talos_csr_signer::{client, dev};
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    redirect_grpc_core_log();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Request(args) => request(args),
@@ -20,6 +21,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sends gRPC core's messages through our logger. Its INFO level is internal
+/// chatter (`grpc epoll fd: 5`), so at our default level only its errors pass;
+/// RUST_LOG=debug shows everything.
+fn redirect_grpc_core_log() {
+    let level = log::max_level();
+    if level < log::LevelFilter::Debug {
+        log::set_max_level(level.min(log::LevelFilter::Warn));
+    }
+    grpcio::redirect_log();
+    log::set_max_level(level);
 }
 
 fn env_var(key: &str) -> Option<String> {

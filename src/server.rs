@@ -49,6 +49,9 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let pool = Pool::new(cfg.workers)?;
     let args = ChannelBuilder::new(Arc::clone(&env))
         .max_receive_message_len(MAX_MESSAGE_BYTES)
+        // gRPC core sets SO_REUSEPORT by default: a second instance would then
+        // share the port silently instead of failing to start.
+        .reuse_port(false)
         .build_args();
     let mut server = ServerBuilder::new(env)
         .channel_args(args)
@@ -62,15 +65,10 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
         Box::new(credentials),
         CertificateRequestType::DontRequestClientCertificate,
     );
+    check_listen(cfg.listen)?;
     let port = server
         .add_listening_port(cfg.listen.to_string(), creds)
-        .map_err(|_| {
-            format!(
-                "cannot listen on {}: the address is in use or not on this host; choose another \
-             with --listen or PORT",
-                cfg.listen
-            )
-        })?;
+        .map_err(|_| listen_error(cfg.listen, "gRPC core could not bind it"))?;
     server.start();
 
     let started = Started {
@@ -94,6 +92,18 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     }
     info!("stopped");
     Ok(())
+}
+
+/// Binding once ourselves first turns gRPC core's multi-line bind failure into
+/// the operating system's one-line reason.
+fn check_listen(addr: SocketAddr) -> Result<(), String> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| listen_error(addr, &e.to_string()))
+}
+
+fn listen_error(addr: SocketAddr, why: &str) -> String {
+    format!("cannot listen on {addr}: {why}; choose another address with --listen or PORT")
 }
 
 fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, workers: usize) {

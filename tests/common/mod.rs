@@ -20,12 +20,10 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::verify::X509PurposeId;
-use openssl::x509::{X509Extension, X509Name, X509Req, X509StoreContext, X509};
+use openssl::x509::{X509Extension, X509Name, X509PurposeId, X509Req, X509StoreContext, X509};
 
 use talos_csr_signer::pki::keys::KeyType;
 use talos_csr_signer::proto::security::{CertificateRequest, CertificateResponse};
@@ -366,14 +364,15 @@ impl Server {
         pump(child.stderr.take().unwrap(), Arc::clone(&output));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(addr) = output.lock().unwrap().iter().find_map(|l| {
+            let addr = output.lock().unwrap().iter().find_map(|l| {
                 l.split("listening on ")
                     .nth(1)?
                     .split_whitespace()
                     .next()?
                     .parse()
                     .ok()
-            }) {
+            });
+            if let Some(addr) = addr {
                 return Server {
                     child,
                     addr,
@@ -404,13 +403,30 @@ impl Server {
         self.output.lock().unwrap().join("\n")
     }
 
-    /// Waits until a log line contains `needle`.
+    /// Waits until a log line contains `needle` (the log is read by a
+    /// separate thread, so it may trail the responses).
     pub fn wait_log(&self, needle: &str) {
+        self.wait_log_at_least(needle, 1);
+    }
+
+    /// Waits until `needle` occurs exactly `n` times.
+    pub fn wait_log_count(&self, needle: &str, n: usize) {
+        self.wait_log_at_least(needle, n);
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            self.log().matches(needle).count(),
+            n,
+            "{needle:?} count:\n{}",
+            self.log()
+        );
+    }
+
+    fn wait_log_at_least(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() < n {
             assert!(
                 Instant::now() < deadline,
-                "no log line with {needle:?}:\n{}",
+                "fewer than {n} log lines with {needle:?}:\n{}",
                 self.log()
             );
             thread::sleep(Duration::from_millis(10));
@@ -594,7 +610,7 @@ pub fn unix(t: &openssl::asn1::Asn1TimeRef) -> i64 {
 /// The expected signature algorithm for a CA key type.
 pub fn sig_alg(kt: KeyType) -> Nid {
     match kt {
-        KeyType::Ed25519 => Nid::ED25519,
+        KeyType::Ed25519 => Nid::from_raw(openssl_sys::NID_ED25519),
         KeyType::EcP256 => Nid::ECDSA_WITH_SHA256,
         KeyType::EcP384 => Nid::ECDSA_WITH_SHA384,
         KeyType::EcP521 => Nid::ECDSA_WITH_SHA512,
