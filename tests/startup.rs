@@ -266,7 +266,7 @@ fn serving_endpoint_negotiates_h2_with_a_p256_cert_from_the_machine_ca() {
         );
     }
     assert!(sans.contains(&San::Dns("cp.example.org".into())));
-    verify_chain(&cert, &[setup.ca.cert.clone()]).unwrap();
+    verify_chain(&cert, std::slice::from_ref(&setup.ca.cert)).unwrap();
     assert!(
         server
             .log()

@@ -618,15 +618,14 @@ pub fn sig_alg(kt: KeyType) -> Nid {
     }
 }
 
-/// Reads a base64 value from the Talos fixture YAML: `section` then `key`.
+/// Reads a value from a Talos fixture YAML by its key path, e.g.
+/// `["certs", "os", "crt"]`.
 pub fn talos_fixture(file: &str, path: &[&str]) -> String {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/talos")
-            .join(file),
-    )
-    .or_else(|_| std::fs::read_to_string(Path::new("/work/shared/fixtures/talos").join(file)))
-    .expect("Talos fixtures in ../shared/fixtures/talos");
+    let file_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/talos")
+        .join(file);
+    let text = std::fs::read_to_string(&file_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", file_path.display()));
     let mut depth = 0;
     let mut indent_stack: Vec<usize> = Vec::new();
     for line in text.lines() {

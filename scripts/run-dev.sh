@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds and runs the signer in development mode: a throwaway Ed25519 machine
+# CA and token in ./dev-pki (unless CA_CERT_PATH/CA_KEY_PATH/TALOS_TOKEN give
+# real ones), listening on 127.0.0.1:50001. It prints the `request` command
+# that exercises it. Extra arguments go to `serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec cargo run --release --quiet -- serve --dev "$@"
