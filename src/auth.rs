@@ -1,5 +1,5 @@
-//! The machine token check. Only SHA-256 digests of the accepted token are kept,
-//! and the comparison takes the same time whatever the presented token is.
+//! The machine tokens we accept. Only SHA-256 digests are kept, and checking a
+//! token takes the same time whatever it is and whichever entry it matches.
 
 use openssl::memcmp;
 use openssl::sha::sha256;
@@ -34,27 +34,43 @@ pub struct TokenSet {
     digests: Vec<[u8; 32]>,
 }
 
+const EMPTY: &str = "holds no token; it must hold machine.token (trustdinfo.token in a \
+                     `talosctl gen secrets` bundle)";
+
 impl TokenSet {
-    /// Builds the set from the token text (an env value or a file's contents).
-    pub fn parse(text: &str) -> Result<TokenSet, String> {
-        let token = text.trim();
-        if token.is_empty() {
-            return Err(
-                "is empty; it must hold machine.token (trustdinfo.token in a \
-                        `talosctl gen secrets` bundle)"
-                    .to_string(),
-            );
+    /// A token file: one token per line; blank lines and `#` comments ignored.
+    /// Several lines let an operator rotate tokens without downtime.
+    pub fn from_file_text(text: &str) -> Result<TokenSet, String> {
+        let tokens = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        TokenSet::build(tokens, "line")
+    }
+
+    /// TALOS_TOKEN: one token, or several separated by commas.
+    pub fn from_env_text(text: &str) -> Result<TokenSet, String> {
+        TokenSet::build(
+            text.split(',').map(str::trim).filter(|t| !t.is_empty()),
+            "entry",
+        )
+    }
+
+    fn build<'a>(tokens: impl Iterator<Item = &'a str>, unit: &str) -> Result<TokenSet, String> {
+        let mut digests = Vec::new();
+        for (i, token) in tokens.enumerate() {
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "has whitespace inside token {unit} {}; put one token per {unit}",
+                    i + 1
+                ));
+            }
+            digests.push(sha256(token.as_bytes()));
         }
-        if token.chars().any(char::is_whitespace) {
-            return Err(
-                "holds whitespace inside the token; it must hold exactly one \
-                        machine.token"
-                    .to_string(),
-            );
+        if digests.is_empty() {
+            return Err(EMPTY.to_string());
         }
-        Ok(TokenSet {
-            digests: vec![sha256(token.as_bytes())],
-        })
+        Ok(TokenSet { digests })
     }
 
     pub fn len(&self) -> usize {
@@ -65,23 +81,26 @@ impl TokenSet {
         self.digests.is_empty()
     }
 
-    /// Compares digests, so the time taken does not depend on how much of the
-    /// token matched, nor (by checking every entry) on which entry matched.
-    pub fn check(&self, presented: &Presented) -> Result<(), AuthError> {
+    /// On success, the 1-based position of the matching token (logs and audit
+    /// name tokens only so). Every entry is compared, and the position is picked
+    /// without branching on the comparison, so timing reveals neither whether an
+    /// earlier entry nearly matched nor which one matched.
+    pub fn check(&self, presented: &Presented) -> Result<usize, AuthError> {
         let token = match presented {
             Presented::Missing => return Err(AuthError::Missing),
             Presented::Several => return Err(AuthError::Duplicate),
             Presented::One(token) => token,
         };
         let digest = sha256(token);
-        let mut matched = false;
-        for accepted in &self.digests {
-            matched |= memcmp::eq(&digest, accepted);
+        let mut position = 0usize;
+        for (i, accepted) in self.digests.iter().enumerate() {
+            let hit = usize::from(memcmp::eq(&digest, accepted));
+            position |= (i + 1) * hit * usize::from(position == 0);
         }
-        if matched {
-            Ok(())
-        } else {
+        if position == 0 {
             Err(AuthError::Invalid)
+        } else {
+            Ok(position)
         }
     }
 }
@@ -95,28 +114,55 @@ mod tests {
     }
 
     #[test]
-    fn accepts_only_the_exact_token() {
-        let set = TokenSet::parse("d8cwfa.eyvpi0xwxyarbfid\n").unwrap();
-        assert_eq!(set.check(&one("d8cwfa.eyvpi0xwxyarbfid")), Ok(()));
+    fn accepts_only_exact_tokens_and_names_their_position() {
+        let set = TokenSet::from_file_text(
+            "# rotated 2026-11\nold000.aaaaaaaaaaaaaaaa\n\n  new000.bbbbbbbbbbbbbbbb  \n",
+        )
+        .unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.check(&one("old000.aaaaaaaaaaaaaaaa")), Ok(1));
+        assert_eq!(set.check(&one("new000.bbbbbbbbbbbbbbbb")), Ok(2));
         assert_eq!(
-            set.check(&one("d8cwfa.eyvpi0xwxyarbfi")),
+            set.check(&one("new000.bbbbbbbbbbbbbbb")),
             Err(AuthError::Invalid)
         );
         assert_eq!(
-            set.check(&one("d8cwfa.eyvpi0xwxyarbfidx")),
+            set.check(&one("new000.bbbbbbbbbbbbbbbbx")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            set.check(&one("# rotated 2026-11")),
             Err(AuthError::Invalid)
         );
         assert_eq!(set.check(&one("")), Err(AuthError::Invalid));
         assert_eq!(set.check(&Presented::Missing), Err(AuthError::Missing));
         assert_eq!(set.check(&Presented::Several), Err(AuthError::Duplicate));
+
+        let env = TokenSet::from_env_text("a1.x, b2.y,,c3.z").unwrap();
+        assert_eq!(env.len(), 3);
+        assert_eq!(env.check(&one("c3.z")), Ok(3));
+        // The same token twice: the first position wins.
+        let dup = TokenSet::from_env_text("a1.x,a1.x").unwrap();
+        assert_eq!(dup.check(&one("a1.x")), Ok(1));
     }
 
     #[test]
     fn refuses_empty_or_split_tokens() {
-        assert!(TokenSet::parse(" \n").err().unwrap().contains("empty"));
-        assert!(TokenSet::parse("abc def")
+        assert!(TokenSet::from_file_text(" \n# only a comment\n")
             .err()
             .unwrap()
-            .contains("whitespace"));
+            .contains("holds no token"));
+        assert!(TokenSet::from_env_text(" , ")
+            .err()
+            .unwrap()
+            .contains("holds no token"));
+        assert!(TokenSet::from_file_text("abc def")
+            .err()
+            .unwrap()
+            .contains("line 1"));
+        assert!(TokenSet::from_env_text("ok.1, abc def")
+            .err()
+            .unwrap()
+            .contains("entry 2"));
     }
 }

@@ -6,9 +6,15 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-use crate::config::{self, DevPlan, ServeConfig, TokenSource, DEFAULT_PORT};
+use crate::config::{
+    self, format_duration, DevPlan, PolicyConfig, ServeConfig, TokenSource, DEFAULT_PORT,
+};
+use crate::ops::audit::Destination;
 use crate::pki::keys::KeyType;
 use crate::pki::San;
+use crate::policy::{DEFAULT_MAX_CSR_BYTES, DEFAULT_MAX_SANS};
+use crate::server;
+use crate::throttle::Limits;
 
 #[derive(FromArgs)]
 /// Signs Talos worker apid certificates the way trustd does, for Talos workers
@@ -20,6 +26,8 @@ pub struct Cli {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+// Built once at startup; boxing would only complicate argh's derive.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Serve(ServeArgs),
     Request(RequestArgs),
@@ -59,6 +67,42 @@ pub struct ServeArgs {
     /// signing threads [env WORKERS; default: number of CPUs]
     #[argh(option)]
     pub workers: Option<String>,
+    /// calls queued or in signing before new ones get RESOURCE_EXHAUSTED [env MAX_QUEUE; default 256]
+    #[argh(option)]
+    pub max_queue: Option<String>,
+    /// CIDRs every non-loopback IP SAN must fall in, comma-separated [env ALLOWED_IP_SANS; default: any]
+    #[argh(option)]
+    pub allowed_ip_sans: Option<String>,
+    /// DNS SANs allowed: exact names and *.suffix patterns, comma-separated [env ALLOWED_DNS_SANS; default: any]
+    #[argh(option)]
+    pub allowed_dns_sans: Option<String>,
+    /// the caller's address must be one of the CSR's IP SANs [env PEER_IP_MUST_MATCH=true]
+    #[argh(switch)]
+    pub peer_ip_must_match: bool,
+    /// most SANs a CSR may carry [env MAX_SANS; default 64]
+    #[argh(option)]
+    pub max_sans: Option<String>,
+    /// largest CSR accepted, in bytes [env MAX_CSR_BYTES; default 16384]
+    #[argh(option)]
+    pub max_csr_bytes: Option<String>,
+    /// CSR key types: ed25519, ecdsa-p256, ecdsa-p384, ecdsa-p521, rsa (>= 2048 bits) [env ALLOWED_KEY_TYPES; default ed25519,ecdsa-p256,ecdsa-p384,rsa + the CA's type]
+    #[argh(option)]
+    pub allowed_key_types: Option<String>,
+    /// upper bound on issued certificate lifetime, whatever else is set [env MAX_VALIDITY]
+    #[argh(option)]
+    pub max_validity: Option<String>,
+    /// failed token attempts from one address before it is refused [env AUTH_FAIL_LIMIT; default 20]
+    #[argh(option)]
+    pub auth_fail_limit: Option<String>,
+    /// window in which failed attempts count [env AUTH_FAIL_WINDOW; default 60s]
+    #[argh(option)]
+    pub auth_fail_window: Option<String>,
+    /// how long a throttled address is refused [env AUTH_COOLDOWN; default 120s]
+    #[argh(option)]
+    pub auth_cooldown: Option<String>,
+    /// audit records (JSON lines): "-" for stderr, "off", or a file [env AUDIT_LOG; default -]
+    #[argh(option)]
+    pub audit_log: Option<String>,
     /// development mode: throwaway Ed25519 CA and token where none is given, listen on 127.0.0.1
     #[argh(switch)]
     pub dev: bool,
@@ -199,6 +243,80 @@ impl ServeArgs {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
 
+        let number = |flag,
+                      var: &str,
+                      default: usize,
+                      range: std::ops::RangeInclusive<usize>|
+         -> Result<usize, String> {
+            match pick(flag, env, var) {
+                Some(text) => match text.trim().parse::<usize>() {
+                    Ok(n) if range.contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "{var}: {text:?} is not a number from {} to {}",
+                        range.start(),
+                        range.end()
+                    )),
+                },
+                None => Ok(default),
+            }
+        };
+        let max_queue = number(self.max_queue, "MAX_QUEUE", 256, 1..=1_000_000)?;
+
+        let mut cert_validity = cert_validity;
+        if let Some(text) = pick(self.max_validity, env, "MAX_VALIDITY") {
+            let max = config::parse_duration(&text).map_err(|e| format!("MAX_VALIDITY: {e}"))?;
+            if cert_validity > max {
+                log::warn!(
+                    "certificate validity {} capped at --max-validity {}",
+                    format_duration(cert_validity),
+                    format_duration(max)
+                );
+                cert_validity = max;
+            }
+        }
+
+        let policy = PolicyConfig {
+            allowed_ip_sans: pick(self.allowed_ip_sans, env, "ALLOWED_IP_SANS")
+                .map(|t| config::parse_list("ALLOWED_IP_SANS", &t))
+                .transpose()?,
+            allowed_dns_sans: pick(self.allowed_dns_sans, env, "ALLOWED_DNS_SANS")
+                .map(|t| config::parse_list("ALLOWED_DNS_SANS", &t))
+                .transpose()?,
+            peer_ip_must_match: self.peer_ip_must_match || env_flag(env, "PEER_IP_MUST_MATCH")?,
+            max_sans: number(self.max_sans, "MAX_SANS", DEFAULT_MAX_SANS, 1..=10_000)?,
+            max_csr_bytes: number(
+                self.max_csr_bytes,
+                "MAX_CSR_BYTES",
+                DEFAULT_MAX_CSR_BYTES,
+                256..=(server::MAX_MESSAGE_BYTES as usize),
+            )?,
+            key_types: pick(self.allowed_key_types, env, "ALLOWED_KEY_TYPES")
+                .map(|t| config::parse_list("ALLOWED_KEY_TYPES", &t))
+                .transpose()?,
+        };
+
+        let defaults = Limits::default();
+        let throttle = Limits {
+            limit: number(
+                self.auth_fail_limit,
+                "AUTH_FAIL_LIMIT",
+                defaults.limit as usize,
+                1..=1_000_000,
+            )? as u32,
+            window: duration(self.auth_fail_window, "AUTH_FAIL_WINDOW", "60s")?,
+            cooldown: duration(self.auth_cooldown, "AUTH_COOLDOWN", "120s")?,
+            max_tracked: defaults.max_tracked,
+        };
+
+        let audit = match pick(self.audit_log, env, "AUDIT_LOG")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("-") => Destination::Stderr,
+            Some("off") => Destination::Off,
+            Some(path) => Destination::File(PathBuf::from(path)),
+        };
+
         Ok(ServeConfig {
             listen,
             ca_cert,
@@ -209,12 +327,25 @@ impl ServeArgs {
             cert_validity,
             serving_cert_validity,
             workers,
+            max_queue,
+            policy,
+            throttle,
+            audit,
             dev: self.dev.then_some(DevPlan {
                 dir: dev_dir,
                 make_ca,
                 make_token,
             }),
         })
+    }
+}
+
+/// A boolean environment variable: 1/true/yes or 0/false/no (or unset).
+fn env_flag(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<bool, String> {
+    match env(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
+        Some("1") | Some("true") | Some("yes") => Ok(true),
+        Some(other) => Err(format!("{var}: {other:?} is not true or false")),
     }
 }
 

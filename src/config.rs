@@ -4,7 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ops::audit::Destination;
 use crate::pki::San;
+use crate::policy::{DnsPattern, IpNet, KeyClass};
+use crate::throttle::Limits;
 
 pub const DEFAULT_PORT: u16 = 50001;
 
@@ -26,8 +29,24 @@ pub struct ServeConfig {
     pub cert_validity: Duration,
     pub serving_cert_validity: Duration,
     pub workers: usize,
+    /// Calls queued or being signed before new ones are refused.
+    pub max_queue: usize,
+    pub policy: PolicyConfig,
+    pub throttle: Limits,
+    pub audit: Destination,
     /// `--dev`: which throwaway material to create before loading.
     pub dev: Option<DevPlan>,
+}
+
+/// The signing policy as configured; completed with the CA's key type at load.
+pub struct PolicyConfig {
+    pub allowed_ip_sans: Option<Vec<IpNet>>,
+    pub allowed_dns_sans: Option<Vec<DnsPattern>>,
+    pub peer_ip_must_match: bool,
+    pub max_sans: usize,
+    pub max_csr_bytes: usize,
+    /// `None`: the defaults plus the machine CA's own type.
+    pub key_types: Option<Vec<KeyClass>>,
 }
 
 pub struct DevPlan {
@@ -108,6 +127,16 @@ pub fn parse_dns_list(what: &str, text: &str) -> Result<Vec<String>, String> {
                 Err(format!("{what}: {item:?} is not a valid DNS name"))
             }
         })
+        .collect()
+}
+
+/// Comma-separated values parsed with `FromStr`, each error naming the setting.
+pub fn parse_list<T: std::str::FromStr<Err = String>>(
+    what: &str,
+    text: &str,
+) -> Result<Vec<T>, String> {
+    list_items(text)
+        .map(|item| item.parse().map_err(|e| format!("{what}: {e}")))
         .collect()
 }
 

@@ -11,12 +11,14 @@ pub mod config;
 pub mod dev;
 pub mod ops;
 pub mod pki;
+pub mod policy;
 pub mod pool;
 pub mod proto;
 pub mod server;
 pub mod service;
 pub mod sink;
 pub mod snapshot;
+pub mod throttle;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -15,13 +15,16 @@ use grpcio::{
 use log::{info, warn};
 
 use crate::config::{format_duration, ServeConfig};
-use crate::ops::signals::Signals;
+use crate::ops::audit::Audit;
+use crate::ops::signals::{Signal, Signals};
 use crate::pki::serving::{self, ServingCert};
 use crate::pki::San;
+use crate::policy::Policy;
 use crate::pool::Pool;
 use crate::proto::security_grpc::create_security_service;
 use crate::service::Signer;
 use crate::snapshot::{Current, Snapshot};
+use crate::throttle::Throttle;
 
 /// Requests are < 2 KiB; anything near this is not a CSR.
 pub const MAX_MESSAGE_BYTES: i32 = 64 * 1024;
@@ -34,6 +37,14 @@ pub struct Started {
     pub addr: SocketAddr,
 }
 
+/// Limits that keep idle or slow connections from piling up. Workers open one
+/// connection per request and use one stream on it.
+const MAX_STREAMS_PER_CONNECTION: i32 = 16;
+const MAX_CONNECTION_IDLE: Duration = Duration::from_secs(60);
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(30);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Loads everything, listens, calls `on_ready`, serves until SIGTERM/SIGINT,
 /// then lets calls in flight finish.
 pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), String> {
@@ -41,24 +52,22 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let sans = serving::serving_sans(&cfg.server_sans);
     let credentials =
         ServingCredentials::new(Arc::clone(&current), sans, cfg.serving_cert_validity)?;
+    let audit = Arc::new(Audit::open(cfg.audit.clone())?);
     let mut signals = Signals::install()?;
 
     // One completion queue: its thread only accepts and decodes calls, the
     // signing pool does the work.
     let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("grpc-cq").build());
-    let pool = Pool::new(cfg.workers)?;
-    let args = ChannelBuilder::new(Arc::clone(&env))
-        .max_receive_message_len(MAX_MESSAGE_BYTES)
-        // gRPC core sets SO_REUSEPORT by default: a second instance would then
-        // share the port silently instead of failing to start.
-        .reuse_port(false)
-        .build_args();
-    let mut server = ServerBuilder::new(env)
-        .channel_args(args)
-        .register_service(create_security_service(Signer::new(
-            pool.clone(),
-            Arc::clone(&current),
-        )))
+    let pool = Pool::new(cfg.workers, cfg.max_queue)?;
+    let throttle = Arc::new(Throttle::new(cfg.throttle));
+    let signer = Signer::new(
+        pool.clone(),
+        Arc::clone(&current),
+        throttle,
+        Arc::clone(&audit),
+    );
+    let mut server = server_builder(env)
+        .register_service(create_security_service(signer))
         .build()
         .map_err(|e| format!("cannot create the gRPC server: {e}"))?;
     let creds = ServerCredentials::with_fetcher(
@@ -74,15 +83,51 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let started = Started {
         addr: SocketAddr::new(cfg.listen.ip(), port),
     };
-    log_startup(cfg, &current.get(), &started, pool.threads());
+    log_startup(cfg, &current.get(), &started, &pool);
     on_ready(&started);
 
-    let signal = signals.wait();
-    info!("received {signal}: refusing new calls, finishing calls in flight");
+    let name = loop {
+        match signals.wait() {
+            Signal::Hangup => audit.reopen(),
+            Signal::Shutdown(name) => break name,
+        }
+    };
+    info!("received {name}: refusing new calls, finishing calls in flight");
+    shutdown(server);
+    info!("stopped");
+    Ok(())
+}
+
+fn server_builder(env: Arc<grpcio::Environment>) -> ServerBuilder {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    let arg = |name: &str| std::ffi::CString::new(name).expect("no NUL in arg names");
+    let args = ChannelBuilder::new(Arc::clone(&env))
+        .max_receive_message_len(MAX_MESSAGE_BYTES)
+        .max_concurrent_stream(MAX_STREAMS_PER_CONNECTION)
+        // gRPC core sets SO_REUSEPORT by default: a second instance would then
+        // share the port silently instead of failing to start.
+        .reuse_port(false)
+        .raw_cfg_int(arg("grpc.max_connection_idle_ms"), ms(MAX_CONNECTION_IDLE))
+        .raw_cfg_int(arg("grpc.max_connection_age_ms"), ms(MAX_CONNECTION_AGE))
+        .raw_cfg_int(
+            arg("grpc.max_connection_age_grace_ms"),
+            ms(MAX_CONNECTION_AGE_GRACE),
+        )
+        .raw_cfg_int(
+            arg("grpc.server_handshake_timeout_ms"),
+            ms(HANDSHAKE_TIMEOUT),
+        )
+        .build_args();
+    ServerBuilder::new(env).channel_args(args)
+}
+
+/// Stops accepting calls and waits for those in flight; after the grace
+/// period the stragglers are cancelled.
+fn shutdown(mut server: grpcio::Server) {
     let (done_tx, done_rx) = mpsc::channel();
-    let shutdown = server.shutdown();
+    let pending = server.shutdown();
     thread::spawn(move || {
-        let _ = futures_executor::block_on(shutdown);
+        let _ = futures_executor::block_on(pending);
         let _ = done_tx.send(());
     });
     if done_rx.recv_timeout(SHUTDOWN_GRACE).is_err() {
@@ -90,8 +135,6 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
         server.cancel_all_calls();
         let _ = done_rx.recv_timeout(SHUTDOWN_GRACE);
     }
-    info!("stopped");
-    Ok(())
 }
 
 /// Binding once ourselves first turns gRPC core's multi-line bind failure into
@@ -106,7 +149,7 @@ fn listen_error(addr: SocketAddr, why: &str) -> String {
     format!("cannot listen on {addr}: {why}; choose another address with --listen or PORT")
 }
 
-fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, workers: usize) {
+fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, pool: &Pool) {
     let ca = &snapshot.ca;
     info!("listening on {} (gRPC over TLS, ALPN h2)", started.addr);
     info!(
@@ -122,11 +165,43 @@ fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, worker
         .collect();
     info!(
         "serving certificate SANs=[{}] validity={} (renewed at half); issued cert validity={}; \
-         workers={workers}",
+         workers={} queue={}",
         sans.join(","),
         format_duration(cfg.serving_cert_validity),
-        format_duration(cfg.cert_validity),
+        format_duration(snapshot.cert_validity),
+        pool.threads(),
+        pool.max_pending(),
     );
+    info!(
+        "policy: {}; tokens={}",
+        describe_policy(&snapshot.policy),
+        snapshot.tokens.len()
+    );
+}
+
+fn describe_policy(p: &Policy) -> String {
+    let list = |v: Option<Vec<String>>| v.map_or("any".to_string(), |v| v.join(","));
+    format!(
+        "ip_sans={} dns_sans={} peer_ip_must_match={} max_sans={} max_csr_bytes={} key_types={}",
+        list(
+            p.allowed_ip_sans
+                .as_ref()
+                .map(|n| n.iter().map(ToString::to_string).collect())
+        ),
+        list(
+            p.allowed_dns_sans
+                .as_ref()
+                .map(|n| n.iter().map(ToString::to_string).collect())
+        ),
+        p.peer_ip_must_match,
+        p.max_sans,
+        p.max_csr_bytes,
+        p.key_types
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Hands gRPC core our serving certificate, and a new one once the current one

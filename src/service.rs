@@ -1,29 +1,46 @@
 //! trustd's SecurityService: take what the call carries (token, peer, CSR bytes)
 //! without parsing it, hand it to the signing pool, and complete the call from
-//! the pool thread. Nothing else happens on gRPC core's thread.
+//! the pool thread. Only two cheap refusals happen on gRPC core's thread: a
+//! throttled address and a full queue, so neither costs a queue place.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use grpcio::{Metadata, RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 use log::{info, warn};
 
 use crate::auth::Presented;
+use crate::ops::audit::{self, Audit};
 use crate::pki::issue::{self, IssueError, Issued};
 use crate::pool::Pool;
 use crate::proto::security::{CertificateRequest, CertificateResponse};
 use crate::proto::security_grpc::SecurityService;
+use crate::sink;
 use crate::snapshot::{Current, Snapshot};
+use crate::throttle::Throttle;
 
 #[derive(Clone)]
 pub struct Signer {
     pool: Pool,
     current: Arc<Current>,
+    throttle: Arc<Throttle>,
+    audit: Arc<Audit>,
 }
 
 impl Signer {
-    pub fn new(pool: Pool, current: Arc<Current>) -> Signer {
-        Signer { pool, current }
+    pub fn new(
+        pool: Pool,
+        current: Arc<Current>,
+        throttle: Arc<Throttle>,
+        audit: Arc<Audit>,
+    ) -> Signer {
+        Signer {
+            pool,
+            current,
+            throttle,
+            audit,
+        }
     }
 }
 
@@ -31,14 +48,29 @@ impl Signer {
 struct Call {
     started: Instant,
     peer: String,
+    peer_ip: Option<IpAddr>,
     token: Presented,
     csr: Vec<u8>,
 }
 
-/// A refused call: the status code and the one-line reason the caller sees.
+/// A refused call: the status, its name for logs, and the one-line reason the
+/// caller sees.
 struct Refusal {
     code: RpcStatusCode,
+    name: &'static str,
     reason: String,
+}
+
+impl Refusal {
+    fn new(code: RpcStatusCode, name: &'static str, reason: String) -> Refusal {
+        Refusal { code, name, reason }
+    }
+}
+
+/// What the pool sends back: the certificate and which token authorised it.
+struct Granted {
+    issued: Issued,
+    token: usize,
 }
 
 impl SecurityService for Signer {
@@ -48,20 +80,56 @@ impl SecurityService for Signer {
         req: CertificateRequest,
         sink: UnarySink<CertificateResponse>,
     ) {
+        let peer = ctx.peer();
         let call = Call {
             started: Instant::now(),
-            peer: peer_address(&ctx.peer()),
+            peer_ip: peer_ip(&peer),
+            peer: peer_address(&peer).to_string(),
             token: token_metadata(ctx.request_headers()),
             csr: req.csr,
         };
+        if let Some(wait) = call
+            .peer_ip
+            .and_then(|ip| self.throttle.blocked(ip, call.started))
+        {
+            let reason = format!(
+                "too many failed token attempts from this address; retry in {}s",
+                wait.as_secs().max(1)
+            );
+            return self.refuse(
+                &call,
+                sink,
+                Refusal::new(
+                    RpcStatusCode::RESOURCE_EXHAUSTED,
+                    "RESOURCE_EXHAUSTED",
+                    reason,
+                ),
+            );
+        }
+        let slot = match self.pool.reserve() {
+            Ok(slot) => slot,
+            Err(full) => {
+                let reason = format!("signer busy: {} calls queued; retry shortly", full.pending);
+                return self.refuse(
+                    &call,
+                    sink,
+                    Refusal::new(
+                        RpcStatusCode::RESOURCE_EXHAUSTED,
+                        "RESOURCE_EXHAUSTED",
+                        reason,
+                    ),
+                );
+            }
+        };
         let snapshot = self.current.get();
-        self.pool.spawn(move || {
-            let outcome = sign(&snapshot, &call);
-            log_outcome(&call, &outcome);
-            crate::sink::finish(match outcome {
-                Ok(issued) => sink.success(CertificateResponse {
+        let this = self.clone();
+        slot.spawn(move || {
+            let outcome = this.sign(&snapshot, &call);
+            this.report(&call, &outcome);
+            sink::finish(match outcome {
+                Ok(granted) => sink.success(CertificateResponse {
                     ca: snapshot.ca.bundle_pem().to_vec(),
-                    crt: issued.pem,
+                    crt: granted.issued.pem,
                     ..Default::default()
                 }),
                 Err(r) => sink.fail(RpcStatus::with_message(r.code, r.reason)),
@@ -70,32 +138,92 @@ impl SecurityService for Signer {
     }
 }
 
-/// Authenticate, then issue: the token is checked before the CSR is even parsed.
-fn sign(snapshot: &Snapshot, call: &Call) -> Result<Issued, Refusal> {
-    snapshot.tokens.check(&call.token).map_err(|e| Refusal {
-        code: RpcStatusCode::UNAUTHENTICATED,
-        reason: e.reason().to_string(),
-    })?;
-    issue::issue(
-        &snapshot.ca,
-        &call.csr,
-        snapshot.cert_validity,
-        crate::unix_now(),
-    )
-    .map_err(|e| match e {
-        IssueError::InvalidCsr(reason) => Refusal {
-            code: RpcStatusCode::INVALID_ARGUMENT,
-            reason,
-        },
-        IssueError::CaExpired => Refusal {
-            code: RpcStatusCode::FAILED_PRECONDITION,
-            reason: "the machine CA has expired; the signer's operator must rotate it".to_string(),
-        },
-        IssueError::Internal(detail) => Refusal {
-            code: RpcStatusCode::INTERNAL,
-            reason: format!("signing failed: {detail}"),
-        },
-    })
+impl Signer {
+    /// Authenticate, then issue: the token is checked before the CSR is parsed.
+    fn sign(&self, snapshot: &Snapshot, call: &Call) -> Result<Granted, Refusal> {
+        let token = match snapshot.tokens.check(&call.token) {
+            Ok(position) => position,
+            Err(e) => {
+                self.note_auth_failure(call);
+                return Err(Refusal::new(
+                    RpcStatusCode::UNAUTHENTICATED,
+                    "UNAUTHENTICATED",
+                    e.reason().to_string(),
+                ));
+            }
+        };
+        if let Some(ip) = call.peer_ip {
+            self.throttle.succeeded(ip);
+        }
+        let issued = issue::issue(
+            &snapshot.ca,
+            &snapshot.policy,
+            &call.csr,
+            call.peer_ip,
+            snapshot.cert_validity,
+            crate::unix_now(),
+        )
+        .map_err(refusal)?;
+        Ok(Granted { issued, token })
+    }
+
+    /// Every failure counts, a missing token included: otherwise probing
+    /// would be free.
+    fn note_auth_failure(&self, call: &Call) {
+        let Some(ip) = call.peer_ip else { return };
+        if self.throttle.failed(ip, call.started) {
+            let l = self.throttle.limits();
+            warn!(
+                "throttling {ip}: {} failed token attempts within {:?}; refusing it for {:?}",
+                l.limit, l.window, l.cooldown
+            );
+        }
+    }
+
+    fn refuse(&self, call: &Call, sink: UnarySink<CertificateResponse>, r: Refusal) {
+        let outcome = Err(r);
+        self.report(call, &outcome);
+        if let Err(r) = outcome {
+            sink::finish(sink.fail(RpcStatus::with_message(r.code, r.reason)));
+        }
+    }
+
+    /// One log line and one audit record per call; never the token, never keys.
+    fn report(&self, call: &Call, outcome: &Result<Granted, Refusal>) {
+        let took = call.started.elapsed();
+        log_outcome(call, outcome, took);
+        if self.audit.enabled() {
+            self.audit.record(&audit_record(call, outcome));
+        }
+    }
+}
+
+fn refusal(e: IssueError) -> Refusal {
+    match e {
+        IssueError::InvalidCsr(reason) => {
+            Refusal::new(RpcStatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT", reason)
+        }
+        IssueError::Policy(d) if d.forbidden => Refusal::new(
+            RpcStatusCode::PERMISSION_DENIED,
+            "PERMISSION_DENIED",
+            d.reason,
+        ),
+        IssueError::Policy(d) => Refusal::new(
+            RpcStatusCode::INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            d.reason,
+        ),
+        IssueError::CaExpired => Refusal::new(
+            RpcStatusCode::FAILED_PRECONDITION,
+            "FAILED_PRECONDITION",
+            "the machine CA has expired; the signer's operator must rotate it".to_string(),
+        ),
+        IssueError::Internal(detail) => Refusal::new(
+            RpcStatusCode::INTERNAL,
+            "INTERNAL",
+            format!("signing failed: {detail}"),
+        ),
+    }
 }
 
 fn token_metadata(headers: &Metadata) -> Presented {
@@ -111,18 +239,23 @@ fn token_metadata(headers: &Metadata) -> Presented {
 }
 
 /// `ipv4:10.0.0.5:41234` / `ipv6:[::1]:5000` → the address part.
-fn peer_address(peer: &str) -> String {
+fn peer_address(peer: &str) -> &str {
     peer.strip_prefix("ipv4:")
         .or_else(|| peer.strip_prefix("ipv6:"))
         .unwrap_or(peer)
-        .to_string()
 }
 
-/// One line per call; never the token, never key material.
-fn log_outcome(call: &Call, outcome: &Result<Issued, Refusal>) {
-    let took = call.started.elapsed();
+/// The caller's IP, with IPv4-mapped IPv6 shown as the IPv4 it is.
+fn peer_ip(peer: &str) -> Option<IpAddr> {
+    peer_address(peer)
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|a| a.ip().to_canonical())
+}
+
+fn log_outcome(call: &Call, outcome: &Result<Granted, Refusal>, took: Duration) {
     match outcome {
-        Ok(i) => {
+        Ok(Granted { issued: i, token }) => {
             let sans: Vec<String> = i.sans.iter().map(ToString::to_string).collect();
             let mut notes = String::new();
             if i.stripped_orgs > 0 {
@@ -132,7 +265,7 @@ fn log_outcome(call: &Call, outcome: &Result<Issued, Refusal>) {
                 notes.push_str(&format!(" dropped={}", i.dropped));
             }
             info!(
-                "certificate peer={} code=OK cn=\"{}\" sans=[{}] serial={}{notes} took={took:.1?}",
+                "certificate peer={} code=OK cn=\"{}\" sans=[{}] serial={} token=token#{token}{notes} took={took:.1?}",
                 call.peer,
                 i.common_name,
                 sans.join(","),
@@ -141,16 +274,39 @@ fn log_outcome(call: &Call, outcome: &Result<Issued, Refusal>) {
         }
         Err(r) => warn!(
             "certificate peer={} code={} reason={:?} took={took:.1?}",
-            call.peer,
-            code_name(r.code),
-            r.reason,
+            call.peer, r.name, r.reason,
         ),
     }
 }
 
-/// `16-UNAUTHENTICATED` → `UNAUTHENTICATED`.
-fn code_name(code: RpcStatusCode) -> String {
-    let full = code.to_string();
-    full.split_once('-')
-        .map_or(full.clone(), |(_, name)| name.to_string())
+fn audit_record<'a>(call: &'a Call, outcome: &'a Result<Granted, Refusal>) -> audit::Record<'a> {
+    let mut r = audit::Record {
+        time_unix: crate::unix_now(),
+        peer: &call.peer,
+        outcome: "refused",
+        code: "OK",
+        reason: None,
+        cn: None,
+        sans: &[],
+        key_type: None,
+        serial: None,
+        not_after_unix: None,
+        token: None,
+    };
+    match outcome {
+        Ok(g) => {
+            r.outcome = "issued";
+            r.cn = Some(&g.issued.common_name);
+            r.sans = &g.issued.sans;
+            r.key_type = Some(g.issued.key_type.to_string());
+            r.serial = Some(&g.issued.serial_hex);
+            r.not_after_unix = Some(g.issued.not_after_unix);
+            r.token = Some(g.token);
+        }
+        Err(refusal) => {
+            r.code = refusal.name;
+            r.reason = Some(&refusal.reason);
+        }
+    }
+    r
 }

@@ -8,12 +8,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::auth::TokenSet;
-use crate::config::{ServeConfig, TokenSource};
+use crate::config::{PolicyConfig, ServeConfig, TokenSource};
 use crate::pki::ca::{CaError, MachineCa};
+use crate::policy::{KeyClass, Policy};
 
 pub struct Snapshot {
     pub ca: MachineCa,
     pub tokens: TokenSet,
+    pub policy: Policy,
     pub cert_validity: Duration,
 }
 
@@ -38,20 +40,44 @@ impl Snapshot {
         })?;
         let tokens = match &cfg.token {
             TokenSource::Env(value) => {
-                TokenSet::parse(value).map_err(|e| format!("TALOS_TOKEN {e}"))?
+                TokenSet::from_env_text(value).map_err(|e| format!("TALOS_TOKEN {e}"))?
             }
             TokenSource::File(path) => {
                 let bytes = read(path, "token file", "--token-file / TALOS_TOKEN_FILE")?;
                 let text = String::from_utf8(bytes)
                     .map_err(|_| format!("token file {} is not UTF-8 text", path.display()))?;
-                TokenSet::parse(&text).map_err(|e| format!("token file {} {e}", path.display()))?
+                TokenSet::from_file_text(&text)
+                    .map_err(|e| format!("token file {} {e}", path.display()))?
             }
         };
+        let policy = policy(&cfg.policy, &ca);
         Ok(Snapshot {
             ca,
             tokens,
+            policy,
             cert_validity: cfg.cert_validity,
         })
+    }
+}
+
+/// Workers make their key the type of their CA, so the CA's own type is always
+/// allowed unless the operator lists key types explicitly.
+fn policy(cfg: &PolicyConfig, ca: &MachineCa) -> Policy {
+    let key_types = cfg.key_types.clone().unwrap_or_else(|| {
+        let mut types = KeyClass::DEFAULT.to_vec();
+        let own = KeyClass::of(ca.key_type());
+        if !types.contains(&own) {
+            types.push(own);
+        }
+        types
+    });
+    Policy {
+        allowed_ip_sans: cfg.allowed_ip_sans.clone(),
+        allowed_dns_sans: cfg.allowed_dns_sans.clone(),
+        peer_ip_must_match: cfg.peer_ip_must_match,
+        max_sans: cfg.max_sans,
+        max_csr_bytes: cfg.max_csr_bytes,
+        key_types,
     }
 }
 

@@ -160,7 +160,6 @@ fn any_supported_csr_key_type_under_any_ca_type() {
     for csr_type in [
         KeyType::EcP256,
         KeyType::EcP384,
-        KeyType::EcP521,
         KeyType::Rsa(2048),
         KeyType::Rsa(3072),
     ] {
@@ -195,6 +194,33 @@ fn any_supported_csr_key_type_under_any_ca_type() {
         &bundle,
         86_400,
     );
+}
+
+#[test]
+fn a_p521_ca_accepts_p521_workers_by_default() {
+    // P-521 is not in the default CSR key list, but workers key like their CA,
+    // so the CA's own type is always allowed.
+    let setup = Setup::new(KeyType::EcP521);
+    let server = setup.start();
+    let client = server.client(&setup.ca.cert_pem());
+    let spec = CsrSpec::worker(KeyType::EcP521);
+    let (csr, key) = spec.build();
+    let resp = call(&client, &csr).unwrap();
+    assert_issued(
+        &setup.ca,
+        KeyType::EcP521,
+        &spec,
+        &key,
+        &resp.crt,
+        &bundle_of(&resp.ca),
+        86_400,
+    );
+    let ed = Setup::new(KeyType::Ed25519);
+    let server = ed.start();
+    let (csr, _) = CsrSpec::worker(KeyType::EcP521).build();
+    let err = call(&server.client(&ed.ca.cert_pem()), &csr).unwrap_err();
+    assert_eq!(err.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
+    assert!(err.message().contains("ECDSA P-521"), "{}", err.message());
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Operations at the edges of the server: signals (and, later, reload, health,
-//! metrics).
+//! Operations at the edges of the server: signals and the audit trail.
 
+pub mod audit;
 pub mod signals;

@@ -1,23 +1,32 @@
-//! SIGTERM / SIGINT → orderly shutdown.
+//! Signals: SIGTERM / SIGINT → orderly shutdown; SIGHUP → reopen files.
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals as Iter;
 
 pub struct Signals(Iter);
 
+pub enum Signal {
+    /// SIGTERM or SIGINT, by name.
+    Shutdown(&'static str),
+    Hangup,
+}
+
 impl Signals {
-    /// Installed before we listen, so a SIGTERM during startup is not lost.
+    /// Installed before we listen, so a signal during startup is not lost.
     pub fn install() -> Result<Signals, String> {
-        Iter::new([SIGTERM, SIGINT])
+        Iter::new([SIGTERM, SIGINT, SIGHUP])
             .map(Signals)
             .map_err(|e| format!("cannot install signal handlers: {e}"))
     }
 
-    /// Blocks until a shutdown signal arrives; returns its name.
-    pub fn wait(&mut self) -> &'static str {
+    /// Blocks until a signal arrives.
+    pub fn wait(&mut self) -> Signal {
         loop {
-            if let Some(sig) = self.0.forever().next() {
-                return if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            match self.0.forever().next() {
+                Some(SIGHUP) => return Signal::Hangup,
+                Some(SIGTERM) => return Signal::Shutdown("SIGTERM"),
+                Some(_) => return Signal::Shutdown("SIGINT"),
+                None => continue,
             }
         }
     }

@@ -7,15 +7,16 @@ use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
-use openssl::pkey::{HasPublic, PKey, PKeyRef, Public};
+use openssl::pkey::{HasPublic, PKeyRef};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
 use openssl::x509::{X509Builder, X509Name, X509NameRef, X509Req, X509};
 
 use super::ca::MachineCa;
-use super::keys::{self, KeyType, MIN_RSA_BITS};
+use super::keys::{self, KeyType};
 use super::{ffi, printable, San};
+use crate::policy::{Denial, Policy};
 
 /// How far notBefore is backdated, so a worker whose clock runs a little behind
 /// ours (or talosctl's) does not see a certificate from the future.
@@ -31,16 +32,26 @@ pub struct Issued {
     pub stripped_orgs: usize,
     /// Requested extensions and SAN entries that were not copied.
     pub dropped: usize,
+    pub key_type: KeyType,
+    pub not_after_unix: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum IssueError {
     /// The caller sent something we will not sign; the text says what.
     InvalidCsr(String),
+    /// The operator's policy refuses it.
+    Policy(Denial),
     /// The CA can no longer issue (it expired while we were running).
     CaExpired,
     /// OpenSSL failed while building or signing.
     Internal(String),
+}
+
+impl From<Denial> for IssueError {
+    fn from(d: Denial) -> Self {
+        IssueError::Policy(d)
+    }
 }
 
 impl From<ErrorStack> for IssueError {
@@ -53,13 +64,17 @@ fn invalid(msg: impl Into<String>) -> IssueError {
     IssueError::InvalidCsr(msg.into())
 }
 
-/// Signs a worker's CSR as trustd does, and no more.
+/// Signs a worker's CSR as trustd does, within the operator's policy.
+/// `peer` is the caller's address, for the peer-binding rule.
 pub fn issue(
     ca: &MachineCa,
+    policy: &Policy,
     csr_pem: &[u8],
+    peer: Option<IpAddr>,
     validity: Duration,
     now_unix: i64,
 ) -> Result<Issued, IssueError> {
+    policy.check_csr_size(csr_pem.len())?;
     let req = parse_pem_csr(csr_pem)?;
     let key = req.public_key().map_err(|e| {
         invalid(format!(
@@ -67,8 +82,9 @@ pub fn issue(
             keys::openssl_reason(&e)
         ))
     })?;
-    // Refuse weak or unknown key types before spending time on them.
-    check_csr_key(&key)?;
+    // Refuse weak or unwanted key types before spending time on them.
+    let key_type = KeyType::of(&key);
+    policy.check_key(key_type, &KeyType::describe(&key))?;
     // Proof of possession: a CSR not signed by its own key may carry a key the
     // caller does not hold. Upstream answers INTERNAL; the fault is the caller's.
     if !req.verify(&key).unwrap_or(false) {
@@ -85,6 +101,7 @@ pub fn issue(
     // Only DNS and IP names identify an apid endpoint; URI/email SANs and every
     // other requested extension (CA:TRUE, clientAuth, keyCertSign…) are dropped.
     let (sans, dropped) = requested_sans(&req)?;
+    policy.check_sans(&sans, peer)?;
     if subject.entries().next().is_none() && sans.is_empty() {
         return Err(invalid(
             "CSR names nothing: no subject (after removing O) and no DNS/IP SAN",
@@ -93,10 +110,12 @@ pub fn issue(
 
     let (cert, serial_hex) = sign_server_cert(ca, &subject, &key, &sans, validity, now_unix)?;
     Ok(Issued {
+        not_after_unix: super::ca::unix_time(cert.not_after()),
         pem: cert.to_pem()?,
         serial_hex,
         common_name: common_name(&subject),
         sans,
+        key_type: key_type.expect("checked by policy"),
         stripped_orgs,
         dropped,
     })
@@ -173,20 +192,6 @@ fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {
             keys::openssl_reason(&e)
         ))
     })
-}
-
-/// The CSR key types a worker can use and that are still safe.
-fn check_csr_key(key: &PKey<Public>) -> Result<KeyType, IssueError> {
-    match KeyType::of(key) {
-        Some(KeyType::Rsa(bits)) if bits < MIN_RSA_BITS => Err(invalid(format!(
-            "CSR key is RSA-{bits}; RSA keys must have at least {MIN_RSA_BITS} bits"
-        ))),
-        Some(t) => Ok(t),
-        None => Err(invalid(format!(
-            "CSR key is {}; supported: Ed25519, ECDSA P-256/P-384/P-521, RSA ≥ {MIN_RSA_BITS}",
-            KeyType::describe(key)
-        ))),
-    }
 }
 
 fn subject_without_org(name: &X509NameRef) -> Result<(X509Name, usize), IssueError> {
@@ -311,6 +316,7 @@ impl std::fmt::Display for IssueError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IssueError::InvalidCsr(m) => f.write_str(m),
+            IssueError::Policy(d) => f.write_str(&d.reason),
             IssueError::CaExpired => f.write_str("the machine CA has expired"),
             IssueError::Internal(m) => write!(f, "OpenSSL failed: {m}"),
         }
