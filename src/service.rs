@@ -80,11 +80,14 @@ impl SecurityService for Signer {
         req: CertificateRequest,
         sink: UnarySink<CertificateResponse>,
     ) {
-        let peer = ctx.peer();
+        let peer = peer_address(&ctx.peer());
         let call = Call {
             started: Instant::now(),
-            peer_ip: peer_ip(&peer),
-            peer: peer_address(&peer).to_string(),
+            peer_ip: peer
+                .parse::<SocketAddr>()
+                .ok()
+                .map(|a| a.ip().to_canonical()),
+            peer,
             token: token_metadata(ctx.request_headers()),
             csr: req.csr,
         };
@@ -152,9 +155,6 @@ impl Signer {
                 ));
             }
         };
-        if let Some(ip) = call.peer_ip {
-            self.throttle.succeeded(ip);
-        }
         let issued = issue::issue(
             &snapshot.ca,
             &snapshot.policy,
@@ -238,19 +238,16 @@ fn token_metadata(headers: &Metadata) -> Presented {
     }
 }
 
-/// `ipv4:10.0.0.5:41234` / `ipv6:[::1]:5000` → the address part.
-fn peer_address(peer: &str) -> &str {
-    peer.strip_prefix("ipv4:")
+/// gRPC core names peers as URIs: `ipv4:10.0.0.5:41234`,
+/// `ipv6:%5B::1%5D:5000`. This gives `10.0.0.5:41234` / `[::1]:5000`.
+fn peer_address(peer: &str) -> String {
+    let addr = peer
+        .strip_prefix("ipv4:")
         .or_else(|| peer.strip_prefix("ipv6:"))
-        .unwrap_or(peer)
-}
-
-/// The caller's IP, with IPv4-mapped IPv6 shown as the IPv4 it is.
-fn peer_ip(peer: &str) -> Option<IpAddr> {
-    peer_address(peer)
-        .parse::<SocketAddr>()
-        .ok()
-        .map(|a| a.ip().to_canonical())
+        .unwrap_or(peer);
+    addr.replace("%5B", "[")
+        .replace("%5D", "]")
+        .replace("%25", "%")
 }
 
 fn log_outcome(call: &Call, outcome: &Result<Granted, Refusal>, took: Duration) {
@@ -309,4 +306,27 @@ fn audit_record<'a>(call: &'a Call, outcome: &'a Result<Granted, Refusal>) -> au
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_as_grpc_core_names_them() {
+        let ip = |p: &str| {
+            peer_address(p)
+                .parse::<SocketAddr>()
+                .ok()
+                .map(|a| a.ip().to_canonical())
+        };
+        assert_eq!(peer_address("ipv4:10.0.0.5:41234"), "10.0.0.5:41234");
+        assert_eq!(peer_address("ipv6:%5B::1%5D:5000"), "[::1]:5000");
+        assert_eq!(ip("ipv6:%5B::1%5D:5000"), Some("::1".parse().unwrap()));
+        assert_eq!(
+            ip("ipv6:%5B::ffff:10.0.0.5%5D:5000"),
+            Some("10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(ip("unix:/run/x.sock"), None);
+    }
 }

@@ -92,12 +92,6 @@ impl Throttle {
         false
     }
 
-    /// A correct token clears the address's record.
-    pub fn succeeded(&self, ip: IpAddr) {
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        table.remove(&key(ip));
-    }
-
     pub fn tracked(&self) -> usize {
         self.table
             .lock()
@@ -188,9 +182,8 @@ mod tests {
         t.failed(ip("10.0.0.8"), t0);
         t.failed(ip("10.0.0.8"), t0);
         assert!(!t.failed(ip("10.0.0.8"), t0 + Duration::from_secs(61)));
-        // A correct token clears the record.
-        t.succeeded(ip("10.0.0.8"));
-        assert_eq!(t.tracked(), 0);
+        assert!(!t.failed(ip("10.0.0.8"), t0 + Duration::from_secs(62)));
+        assert!(t.failed(ip("10.0.0.8"), t0 + Duration::from_secs(63)));
     }
 
     #[test]

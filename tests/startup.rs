@@ -151,7 +151,7 @@ fn bad_configuration_stops_startup_with_one_clear_line() {
     refused(
         &setup,
         |a, _| set(a, "--token-file", &empty),
-        &["token file", &empty, "is empty"],
+        &["token file", &empty, "holds no token"],
     );
     let drop_token_file = |a: &mut Vec<String>| {
         let i = a.iter().position(|x| x == "--token-file").unwrap();
@@ -334,7 +334,9 @@ fn sigterm_finishes_calls_in_flight_and_exits_zero() {
     let mut md = grpcio::MetadataBuilder::new();
     md.add_str("token", TOKEN).unwrap();
     let md = md.build();
-    let pending: Vec<_> = (0..40)
+    // 12 calls: below the per-connection stream limit (16), so all of them
+    // reach the server before SIGTERM rather than waiting in the client.
+    let pending: Vec<_> = (0..12)
         .map(|_| {
             let opt = grpcio::CallOption::default()
                 .headers(md.clone())
@@ -352,7 +354,7 @@ fn sigterm_finishes_calls_in_flight_and_exits_zero() {
     assert_eq!(status.code(), Some(0), "{}", server.log());
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failed.is_empty(), "calls lost on SIGTERM: {failed:?}");
-    server.wait_log_count("code=OK", 40);
+    server.wait_log_count("code=OK", 12);
     server.wait_log("stopped");
     assert!(
         server.log().contains("received SIGTERM"),

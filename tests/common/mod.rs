@@ -655,3 +655,47 @@ pub fn talos_fixture(file: &str, path: &[&str]) -> String {
 pub fn b64(s: &str) -> Vec<u8> {
     openssl::base64::decode_block(s).unwrap()
 }
+
+/// A loopback TCP forwarder whose outgoing connections come from `source`
+/// (e.g. 127.0.0.2), so one test can be two different client addresses.
+/// Forwarding threads end with their connections; the listener with the test.
+pub fn source_proxy(target: SocketAddr, source: std::net::IpAddr) -> SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(inbound) = inbound else { break };
+            let sock = Socket::new(Domain::for_address(target), Type::STREAM, None).unwrap();
+            sock.bind(&SocketAddr::new(source, 0).into()).unwrap();
+            if sock.connect(&target.into()).is_err() {
+                continue;
+            }
+            let outbound: std::net::TcpStream = sock.into();
+            let (mut a_read, mut b_write) =
+                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+            let (mut b_read, mut a_write) = (outbound, inbound);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut a_read, &mut b_write);
+                let _ = b_write.shutdown(std::net::Shutdown::Write);
+            });
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut b_read, &mut a_write);
+                let _ = a_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// The JSON audit records in the server's output.
+pub fn audit_records(server: &Server) -> Vec<serde_json::Value> {
+    server
+        .log()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
