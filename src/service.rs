@@ -12,7 +12,7 @@ use log::{info, warn};
 
 use crate::auth::Presented;
 use crate::ops::audit::{self, Audit};
-use crate::pki::issue::{self, IssueError, Issued};
+use crate::pki::issue::{self, Csr, IssueError, Issued};
 use crate::pool::Pool;
 use crate::proto::security::{CertificateRequest, CertificateResponse};
 use crate::proto::security_grpc::SecurityService;
@@ -59,16 +59,25 @@ struct Refusal {
     code: RpcStatusCode,
     name: &'static str,
     reason: String,
+    /// What the CSR asked for, when it got that far (for the audit record).
+    asked: Option<Box<Csr>>,
 }
 
 impl Refusal {
     fn new(code: RpcStatusCode, name: &'static str, reason: String) -> Refusal {
-        Refusal { code, name, reason }
+        Refusal {
+            code,
+            name,
+            reason,
+            asked: None,
+        }
     }
 }
 
-/// What the pool sends back: the certificate and which token authorised it.
+/// What the pool sends back: the certificate, what it certifies, and which
+/// token authorised it.
 struct Granted {
+    csr: Csr,
     issued: Issued,
     token: usize,
 }
@@ -155,16 +164,22 @@ impl Signer {
                 ));
             }
         };
+        let csr = issue::parse(&snapshot.policy, &call.csr).map_err(refusal)?;
         let issued = issue::issue(
             &snapshot.ca,
             &snapshot.policy,
-            &call.csr,
+            &csr,
             call.peer_ip,
             snapshot.cert_validity,
             crate::unix_now(),
-        )
-        .map_err(refusal)?;
-        Ok(Granted { issued, token })
+        );
+        match issued {
+            Ok(issued) => Ok(Granted { csr, issued, token }),
+            Err(e) => Err(Refusal {
+                asked: Some(Box::new(csr)),
+                ..refusal(e)
+            }),
+        }
     }
 
     /// Every failure counts, a missing token included: otherwise probing
@@ -252,28 +267,39 @@ fn peer_address(peer: &str) -> String {
 
 fn log_outcome(call: &Call, outcome: &Result<Granted, Refusal>, took: Duration) {
     match outcome {
-        Ok(Granted { issued: i, token }) => {
-            let sans: Vec<String> = i.sans.iter().map(ToString::to_string).collect();
+        Ok(Granted { csr, issued, token }) => {
             let mut notes = String::new();
-            if i.stripped_orgs > 0 {
-                notes.push_str(&format!(" removed_o={}", i.stripped_orgs));
+            if csr.stripped_orgs > 0 {
+                notes.push_str(&format!(" removed_o={}", csr.stripped_orgs));
             }
-            if i.dropped > 0 {
-                notes.push_str(&format!(" dropped={}", i.dropped));
+            if csr.dropped > 0 {
+                notes.push_str(&format!(" dropped={}", csr.dropped));
             }
             info!(
-                "certificate peer={} code=OK cn=\"{}\" sans=[{}] serial={} token=token#{token}{notes} took={took:.1?}",
+                "certificate peer={} code=OK {} serial={} token=token#{token}{notes} took={took:.1?}",
                 call.peer,
-                i.common_name,
-                sans.join(","),
-                i.serial_hex,
+                describe(csr),
+                issued.serial_hex,
             );
         }
-        Err(r) => warn!(
-            "certificate peer={} code={} reason={:?} took={took:.1?}",
-            call.peer, r.name, r.reason,
-        ),
+        Err(r) => {
+            let asked = r
+                .asked
+                .as_ref()
+                .map(|c| format!(" {}", describe(c)))
+                .unwrap_or_default();
+            warn!(
+                "certificate peer={} code={} reason={:?}{asked} took={took:.1?}",
+                call.peer, r.name, r.reason,
+            );
+        }
     }
+}
+
+/// `cn="…" sans=[…]` for log lines.
+fn describe(csr: &Csr) -> String {
+    let sans: Vec<String> = csr.sans.iter().map(ToString::to_string).collect();
+    format!("cn=\"{}\" sans=[{}]", csr.common_name, sans.join(","))
 }
 
 fn audit_record<'a>(call: &'a Call, outcome: &'a Result<Granted, Refusal>) -> audit::Record<'a> {
@@ -293,19 +319,26 @@ fn audit_record<'a>(call: &'a Call, outcome: &'a Result<Granted, Refusal>) -> au
     match outcome {
         Ok(g) => {
             r.outcome = "issued";
-            r.cn = Some(&g.issued.common_name);
-            r.sans = &g.issued.sans;
-            r.key_type = Some(g.issued.key_type.to_string());
             r.serial = Some(&g.issued.serial_hex);
             r.not_after_unix = Some(g.issued.not_after_unix);
             r.token = Some(g.token);
+            asked(&mut r, &g.csr);
         }
         Err(refusal) => {
             r.code = refusal.name;
             r.reason = Some(&refusal.reason);
+            if let Some(csr) = &refusal.asked {
+                asked(&mut r, csr);
+            }
         }
     }
     r
+}
+
+fn asked<'a>(r: &mut audit::Record<'a>, csr: &'a Csr) {
+    r.cn = Some(&csr.common_name);
+    r.sans = &csr.sans;
+    r.key_type = Some(csr.key_type.to_string());
 }
 
 #[cfg(test)]

@@ -374,7 +374,9 @@ fn a_full_queue_fails_fast_and_recovers() {
 
 #[test]
 fn audit_records_are_json_lines_without_secrets() {
-    let setup = Setup::new(KeyType::EcP256);
+    let setup = Setup::new(KeyType::EcP256)
+        .arg("--allowed-ip-sans")
+        .arg("10.0.0.0/8");
     let server = setup.start();
     let client = server.client(&setup.ca.cert_pem());
     let mut spec = CsrSpec::worker(KeyType::EcP256);
@@ -400,9 +402,15 @@ fn audit_records_are_json_lines_without_secrets() {
         RpcStatusCode::INVALID_ARGUMENT,
         "not PEM",
     );
-    server.wait_log_count("\"outcome\":", 3);
+    spec.ips = vec!["192.168.7.7".into()];
+    expect_status(
+        call(&client, &spec.build().0),
+        RpcStatusCode::PERMISSION_DENIED,
+        "192.168.7.7",
+    );
+    server.wait_log_count("\"outcome\":", 4);
     let records = audit_records(&server);
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 4);
     let issued = &records[0];
     assert_eq!(issued["outcome"], "issued");
     assert_eq!(issued["code"], "OK");
@@ -420,6 +428,12 @@ fn audit_records_are_json_lines_without_secrets() {
     assert_eq!(records[1]["reason"], "invalid token");
     assert!(records[1]["token"].is_null());
     assert_eq!(records[2]["code"], "INVALID_ARGUMENT");
+    assert!(records[2]["cn"].is_null(), "nothing was read from junk");
+    // A policy refusal records what was asked for.
+    assert_eq!(records[3]["code"], "PERMISSION_DENIED");
+    assert_eq!(records[3]["ip_sans"], serde_json::json!(["192.168.7.7"]));
+    assert_eq!(records[3]["cn"], "worker-1.example");
+    assert!(records[3]["serial"].is_null() && records[3]["token"].is_null());
     let log = server.log();
     assert!(!log.contains(TOKEN) && !log.contains(&TOKEN[..6]) && !log.contains("wrong0"));
 }

@@ -7,7 +7,7 @@ use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
-use openssl::pkey::{HasPublic, PKeyRef};
+use openssl::pkey::{HasPublic, PKey, PKeyRef, Public};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
@@ -22,17 +22,24 @@ use crate::policy::{Denial, Policy};
 /// ours (or talosctl's) does not see a certificate from the future.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
-/// What was issued, with what the request log line needs.
-pub struct Issued {
-    pub pem: Vec<u8>,
-    pub serial_hex: String,
+/// A CSR that passed every check that needs only the CSR: what the caller
+/// asked for, as we would certify it.
+pub struct Csr {
+    key: PKey<Public>,
+    subject: X509Name,
     pub common_name: String,
+    pub key_type: KeyType,
     pub sans: Vec<San>,
     /// Organizations removed from the subject.
     pub stripped_orgs: usize,
-    /// Requested extensions and SAN entries that were not copied.
+    /// Requested extensions and SAN entries that will not be copied.
     pub dropped: usize,
-    pub key_type: KeyType,
+}
+
+/// What was issued.
+pub struct Issued {
+    pub pem: Vec<u8>,
+    pub serial_hex: String,
     pub not_after_unix: i64,
 }
 
@@ -64,16 +71,9 @@ fn invalid(msg: impl Into<String>) -> IssueError {
     IssueError::InvalidCsr(msg.into())
 }
 
-/// Signs a worker's CSR as trustd does, within the operator's policy.
-/// `peer` is the caller's address, for the peer-binding rule.
-pub fn issue(
-    ca: &MachineCa,
-    policy: &Policy,
-    csr_pem: &[u8],
-    peer: Option<IpAddr>,
-    validity: Duration,
-    now_unix: i64,
-) -> Result<Issued, IssueError> {
+/// Reads a worker's CSR as trustd does: decoded, its signature verified, its
+/// key type and size within policy, O removed, only DNS/IP SANs kept.
+pub fn parse(policy: &Policy, csr_pem: &[u8]) -> Result<Csr, IssueError> {
     policy.check_csr_size(csr_pem.len())?;
     let req = parse_pem_csr(csr_pem)?;
     let key = req.public_key().map_err(|e| {
@@ -85,6 +85,7 @@ pub fn issue(
     // Refuse weak or unwanted key types before spending time on them.
     let key_type = KeyType::of(&key);
     policy.check_key(key_type, &KeyType::describe(&key))?;
+    let key_type = key_type.ok_or_else(|| invalid("CSR key type is not supported"))?;
     // Proof of possession: a CSR not signed by its own key may carry a key the
     // caller does not hold. Upstream answers INTERNAL; the fault is the caller's.
     if !req.verify(&key).unwrap_or(false) {
@@ -93,7 +94,6 @@ pub fn issue(
             "CSR signature does not verify against its public key",
         ));
     }
-
     // Talos roles (os:admin, os:impersonator…) live in O; a server certificate
     // carrying one could be replayed as a client credential (CVE-2022-36103).
     // Strip rather than refuse: older workers still send O and must get a cert.
@@ -101,23 +101,39 @@ pub fn issue(
     // Only DNS and IP names identify an apid endpoint; URI/email SANs and every
     // other requested extension (CA:TRUE, clientAuth, keyCertSign…) are dropped.
     let (sans, dropped) = requested_sans(&req)?;
-    policy.check_sans(&sans, peer)?;
     if subject.entries().next().is_none() && sans.is_empty() {
         return Err(invalid(
             "CSR names nothing: no subject (after removing O) and no DNS/IP SAN",
         ));
     }
+    Ok(Csr {
+        key,
+        common_name: common_name(&subject),
+        subject,
+        key_type,
+        sans,
+        stripped_orgs,
+        dropped,
+    })
+}
 
-    let (cert, serial_hex) = sign_server_cert(ca, &subject, &key, &sans, validity, now_unix)?;
+/// Signs a parsed CSR if the operator's SAN policy allows it for this caller
+/// (`peer`, for the peer-binding rule).
+pub fn issue(
+    ca: &MachineCa,
+    policy: &Policy,
+    csr: &Csr,
+    peer: Option<IpAddr>,
+    validity: Duration,
+    now_unix: i64,
+) -> Result<Issued, IssueError> {
+    policy.check_sans(&csr.sans, peer)?;
+    let (cert, serial_hex) =
+        sign_server_cert(ca, &csr.subject, &csr.key, &csr.sans, validity, now_unix)?;
     Ok(Issued {
         not_after_unix: super::ca::unix_time(cert.not_after()),
         pem: cert.to_pem()?,
         serial_hex,
-        common_name: common_name(&subject),
-        sans,
-        key_type: key_type.expect("checked by policy"),
-        stripped_orgs,
-        dropped,
     })
 }
 
