@@ -53,6 +53,7 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let credentials =
         ServingCredentials::new(Arc::clone(&current), sans, cfg.serving_cert_validity)?;
     let audit = Arc::new(Audit::open(cfg.audit.clone())?);
+    let open_files = crate::ops::limits::raise_open_files_limit();
     let mut signals = Signals::install()?;
 
     // One completion queue: its thread only accepts and decodes calls, the
@@ -84,6 +85,7 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
         addr: SocketAddr::new(cfg.listen.ip(), port),
     };
     log_startup(cfg, &current.get(), &started, &pool);
+    info!("open files limit: {open_files}");
     on_ready(&started);
 
     let name = loop {
