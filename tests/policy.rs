@@ -505,3 +505,36 @@ fn idle_and_half_open_connections_do_not_starve_a_worker() {
         started.elapsed()
     );
 }
+
+#[test]
+fn server_announces_the_per_connection_stream_limit() {
+    use std::io::{Read, Write};
+    let setup = Setup::new(KeyType::Ed25519);
+    let server = setup.start();
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    b.cert_store_mut().add_cert(setup.ca.cert.clone()).unwrap();
+    b.set_alpn_protos(b"\x02h2").unwrap();
+    let tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = b.build().connect("127.0.0.1", tcp).unwrap();
+    // HTTP/2 client preface and an empty SETTINGS frame.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let mut header = [0u8; 9];
+    tls.read_exact(&mut header).unwrap();
+    assert_eq!(header[3], 0x4, "the server's first frame is SETTINGS");
+    let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3).
+    assert!(settings.contains(&(0x3, 16)), "{settings:?}");
+}
