@@ -2,7 +2,9 @@
 //! replace, resolved into a typed `ServeConfig`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -103,6 +105,21 @@ pub struct ServeArgs {
     /// audit records (JSON lines): "-" for stderr, "off", or a file [env AUDIT_LOG; default -]
     #[argh(option)]
     pub audit_log: Option<String>,
+    /// serve this certificate (PEM, e.g. from cert-manager) instead of a generated one [env TLS_CERT_PATH]
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+    /// its private key [env TLS_KEY_PATH]
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
+    /// how often to look for changed CA, token and TLS files; 0 disables (SIGHUP still reloads) [env RELOAD_INTERVAL; default 10s]
+    #[argh(option)]
+    pub reload_interval: Option<String>,
+    /// plaintext gRPC health endpoint for Kubernetes probes, IP:PORT [env HEALTH_LISTEN; default off]
+    #[argh(option)]
+    pub health_listen: Option<String>,
+    /// prometheus /metrics endpoint, IP:PORT [env METRICS_LISTEN; default off]
+    #[argh(option)]
+    pub metrics_listen: Option<String>,
     /// development mode: throwaway Ed25519 CA and token where none is given, listen on 127.0.0.1
     #[argh(switch)]
     pub dev: bool,
@@ -147,190 +164,170 @@ pub struct RequestArgs {
     pub timeout: Option<String>,
 }
 
-/// Flag, else non-empty environment variable.
-fn pick(flag: Option<String>, env: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<String> {
-    flag.or_else(|| env(var).filter(|v| !v.trim().is_empty()))
+/// Flag values with their environment fallbacks: a flag wins; an empty
+/// variable counts as unset. `env` is `std::env::var` in production and a
+/// table in tests.
+struct Lookup<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Lookup<'_> {
+    fn text(&self, flag: Option<String>, var: &str) -> Option<String> {
+        flag.or_else(|| (self.env)(var).filter(|v| !v.trim().is_empty()))
+    }
+
+    fn path(&self, flag: Option<PathBuf>, var: &str) -> Option<PathBuf> {
+        self.text(flag.map(|p| p.display().to_string()), var)
+            .map(PathBuf::from)
+    }
+
+    fn duration(&self, flag: Option<String>, var: &str, default: &str) -> Result<Duration, String> {
+        let text = self.text(flag, var).unwrap_or_else(|| default.to_string());
+        config::parse_duration(&text).map_err(|e| format!("{var}: {e}"))
+    }
+
+    /// Like `duration`, but `0` (off) is allowed.
+    fn interval(&self, flag: Option<String>, var: &str, default: &str) -> Result<Duration, String> {
+        match self.text(flag, var) {
+            Some(t) if t.trim() == "0" => Ok(Duration::ZERO),
+            other => self.duration(other, var, default),
+        }
+    }
+
+    fn number(
+        &self,
+        flag: Option<String>,
+        var: &str,
+        default: usize,
+        range: RangeInclusive<usize>,
+    ) -> Result<usize, String> {
+        let Some(text) = self.text(flag, var) else {
+            return Ok(default);
+        };
+        match text.trim().parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{var}: {text:?} is not a number from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        }
+    }
+
+    fn list<T: std::str::FromStr<Err = String>>(
+        &self,
+        flag: Option<String>,
+        var: &str,
+    ) -> Result<Option<Vec<T>>, String> {
+        self.text(flag, var)
+            .map(|t| config::parse_list(var, &t))
+            .transpose()
+    }
+
+    /// A switch, or its variable set to 1/true/yes (0/false/no: off).
+    fn switch(&self, flag: bool, var: &str) -> Result<bool, String> {
+        match (self.env)(var)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            _ if flag => Ok(true),
+            None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
+            Some("1") | Some("true") | Some("yes") => Ok(true),
+            Some(other) => Err(format!("{var}: {other:?} is not true or false")),
+        }
+    }
+
+    fn addr(&self, flag: Option<String>, var: &str) -> Result<Option<SocketAddr>, String> {
+        self.text(flag, var)
+            .map(|a| {
+                a.trim().parse().map_err(|_| {
+                    format!("{var}: {a:?} is not IP:PORT; write e.g. 0.0.0.0:9090 or [::]:9090")
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Where systemd's `LoadCredential=` put a file, if it did.
+fn credential(env: &Lookup<'_>, name: &str) -> Option<PathBuf> {
+    let dir = (env.env)("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let path = PathBuf::from(dir).join(name);
+    path.exists().then_some(path)
 }
 
 impl ServeArgs {
-    /// Applies environment fallbacks and checks every value; `env` is
-    /// `std::env::var` in production and a table in tests.
+    /// Applies environment fallbacks and checks every value.
     pub fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeConfig, String> {
-        let listen = resolve_listen(self.listen, self.dev, env)?;
-        let dev_dir = self.dev_dir.unwrap_or_else(|| PathBuf::from("dev-pki"));
-        let path = |flag: Option<PathBuf>, var| {
-            pick(flag.map(|p| p.display().to_string()), env, var).map(PathBuf::from)
-        };
-        let ca_cert = path(self.ca_cert, "CA_CERT_PATH");
-        let ca_key = path(self.ca_key, "CA_KEY_PATH");
-        let make_ca = self.dev && ca_cert.is_none() && ca_key.is_none();
-        let (ca_cert, ca_key) = if make_ca {
-            (dev_dir.join("ca.crt"), dev_dir.join("ca.key"))
-        } else {
-            if self.dev && (ca_cert.is_none() || ca_key.is_none()) {
+        let env = Lookup { env };
+        let dev_dir = self
+            .dev_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("dev-pki"));
+        let (ca_cert, ca_key, make_ca) = self.ca_paths(&env, &dev_dir)?;
+        let (token, make_token) = self.token_source(&env, &dev_dir)?;
+        let cert_validity = capped_validity(
+            env.duration(self.cert_validity, "CERT_VALIDITY", "24h")?,
+            env.text(self.max_validity, "MAX_VALIDITY"),
+        )?;
+        let external_tls = match (
+            env.path(self.tls_cert, "TLS_CERT_PATH"),
+            env.path(self.tls_key, "TLS_KEY_PATH"),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
                 return Err(
-                    "--dev with a real CA needs both the CA certificate and key \
-                            (--ca-cert and --ca-key); give both or neither"
-                        .to_string(),
-                );
-            }
-            (
-                ca_cert.unwrap_or_else(|| PathBuf::from("/etc/talos-ca/ca.crt")),
-                ca_key.unwrap_or_else(|| PathBuf::from("/etc/talos-ca/ca.key")),
-            )
-        };
-
-        let token_file = path(self.token_file, "TALOS_TOKEN_FILE");
-        let token_env = env("TALOS_TOKEN").filter(|v| !v.trim().is_empty());
-        let make_token = self.dev && token_file.is_none() && token_env.is_none();
-        let token = match (token_env, token_file) {
-            (Some(_), Some(_)) => {
-                return Err("both TALOS_TOKEN and a token file are set; use one of them".to_string())
-            }
-            (Some(t), None) => TokenSource::Env(t),
-            (None, Some(f)) => TokenSource::File(f),
-            (None, None) if make_token => TokenSource::File(dev_dir.join("token")),
-            (None, None) if env("TALOS_TOKEN").is_some() => {
-                return Err(
-                    "TALOS_TOKEN is empty; set it to machine.token (trustdinfo.token \
-                            in a `talosctl gen secrets` bundle)"
+                    "--tls-cert and --tls-key (TLS_CERT_PATH / TLS_KEY_PATH) go \
+                            together; give both or neither"
                         .to_string(),
                 )
             }
-            (None, None) => {
-                return Err("no machine token: set TALOS_TOKEN or --token-file / \
-                            TALOS_TOKEN_FILE to machine.token of your Talos machine config"
-                    .to_string())
-            }
         };
-
-        let mut server_sans: Vec<San> = match pick(self.server_ips, env, "SERVER_IPS") {
-            Some(ips) => config::parse_ip_list("SERVER_IPS", &ips)?
-                .into_iter()
-                .map(San::Ip)
-                .collect(),
-            None => Vec::new(),
-        };
-        if let Some(names) = pick(self.server_dns_names, env, "SERVER_DNS_NAMES") {
-            let names = config::parse_dns_list("SERVER_DNS_NAMES", &names)?;
-            server_sans.extend(names.into_iter().map(San::Dns));
-        }
-
-        let mut accepted_cas = self.accepted_ca;
-        if accepted_cas.is_empty() {
-            if let Some(list) = env("ACCEPTED_CA_PATHS") {
-                accepted_cas = config::list_items(&list).map(PathBuf::from).collect();
-            }
-        }
-
-        let duration = |flag, var, default: &str| -> Result<_, String> {
-            let text = pick(flag, env, var).unwrap_or_else(|| default.to_string());
-            config::parse_duration(&text).map_err(|e| format!("{var}: {e}"))
-        };
-        let cert_validity = duration(self.cert_validity, "CERT_VALIDITY", "24h")?;
-        let serving_cert_validity =
-            duration(self.serving_cert_validity, "SERVING_CERT_VALIDITY", "7d")?;
-
-        let workers = match pick(self.workers, env, "WORKERS") {
-            Some(w) => match w.trim().parse::<usize>() {
-                Ok(n) if (1..=256).contains(&n) => n,
-                _ => {
-                    return Err(format!(
-                        "WORKERS: {w:?} is not a thread count from 1 to 256"
-                    ))
-                }
-            },
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-
-        let number = |flag,
-                      var: &str,
-                      default: usize,
-                      range: std::ops::RangeInclusive<usize>|
-         -> Result<usize, String> {
-            match pick(flag, env, var) {
-                Some(text) => match text.trim().parse::<usize>() {
-                    Ok(n) if range.contains(&n) => Ok(n),
-                    _ => Err(format!(
-                        "{var}: {text:?} is not a number from {} to {}",
-                        range.start(),
-                        range.end()
-                    )),
-                },
-                None => Ok(default),
-            }
-        };
-        let max_queue = number(self.max_queue, "MAX_QUEUE", 256, 1..=1_000_000)?;
-
-        let mut cert_validity = cert_validity;
-        if let Some(text) = pick(self.max_validity, env, "MAX_VALIDITY") {
-            let max = config::parse_duration(&text).map_err(|e| format!("MAX_VALIDITY: {e}"))?;
-            if cert_validity > max {
-                log::warn!(
-                    "certificate validity {} capped at --max-validity {}",
-                    format_duration(cert_validity),
-                    format_duration(max)
-                );
-                cert_validity = max;
-            }
-        }
-
-        let policy = PolicyConfig {
-            allowed_ip_sans: pick(self.allowed_ip_sans, env, "ALLOWED_IP_SANS")
-                .map(|t| config::parse_list("ALLOWED_IP_SANS", &t))
-                .transpose()?,
-            allowed_dns_sans: pick(self.allowed_dns_sans, env, "ALLOWED_DNS_SANS")
-                .map(|t| config::parse_list("ALLOWED_DNS_SANS", &t))
-                .transpose()?,
-            peer_ip_must_match: self.peer_ip_must_match || env_flag(env, "PEER_IP_MUST_MATCH")?,
-            max_sans: number(self.max_sans, "MAX_SANS", DEFAULT_MAX_SANS, 1..=10_000)?,
-            max_csr_bytes: number(
-                self.max_csr_bytes,
-                "MAX_CSR_BYTES",
-                DEFAULT_MAX_CSR_BYTES,
-                256..=(server::MAX_MESSAGE_BYTES as usize),
-            )?,
-            key_types: pick(self.allowed_key_types, env, "ALLOWED_KEY_TYPES")
-                .map(|t| config::parse_list("ALLOWED_KEY_TYPES", &t))
-                .transpose()?,
-        };
-
         let defaults = Limits::default();
-        let throttle = Limits {
-            limit: number(
-                self.auth_fail_limit,
-                "AUTH_FAIL_LIMIT",
-                defaults.limit as usize,
-                1..=1_000_000,
-            )? as u32,
-            window: duration(self.auth_fail_window, "AUTH_FAIL_WINDOW", "60s")?,
-            cooldown: duration(self.auth_cooldown, "AUTH_COOLDOWN", "120s")?,
-            max_tracked: defaults.max_tracked,
-        };
-
-        let audit = match pick(self.audit_log, env, "AUDIT_LOG")
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("-") => Destination::Stderr,
-            Some("off") => Destination::Off,
-            Some(path) => Destination::File(PathBuf::from(path)),
-        };
-
         Ok(ServeConfig {
-            listen,
+            listen: resolve_listen(self.listen, self.dev, env.env)?,
             ca_cert,
             ca_key,
             token,
-            accepted_cas,
-            server_sans,
+            accepted_cas: accepted_cas(self.accepted_ca, &env),
+            server_sans: server_sans(self.server_ips, self.server_dns_names, &env)?,
             cert_validity,
-            serving_cert_validity,
-            workers,
-            max_queue,
-            policy,
-            throttle,
-            audit,
+            serving_cert_validity: env.duration(
+                self.serving_cert_validity,
+                "SERVING_CERT_VALIDITY",
+                "7d",
+            )?,
+            external_tls,
+            workers: env.number(self.workers, "WORKERS", default_workers(), 1..=256)?,
+            max_queue: env.number(self.max_queue, "MAX_QUEUE", 256, 1..=1_000_000)?,
+            policy: PolicyConfig {
+                allowed_ip_sans: env.list(self.allowed_ip_sans, "ALLOWED_IP_SANS")?,
+                allowed_dns_sans: env.list(self.allowed_dns_sans, "ALLOWED_DNS_SANS")?,
+                peer_ip_must_match: env.switch(self.peer_ip_must_match, "PEER_IP_MUST_MATCH")?,
+                max_sans: env.number(self.max_sans, "MAX_SANS", DEFAULT_MAX_SANS, 1..=10_000)?,
+                max_csr_bytes: env.number(
+                    self.max_csr_bytes,
+                    "MAX_CSR_BYTES",
+                    DEFAULT_MAX_CSR_BYTES,
+                    256..=(server::MAX_MESSAGE_BYTES as usize),
+                )?,
+                key_types: env.list(self.allowed_key_types, "ALLOWED_KEY_TYPES")?,
+            },
+            throttle: Limits {
+                limit: env.number(
+                    self.auth_fail_limit,
+                    "AUTH_FAIL_LIMIT",
+                    defaults.limit as usize,
+                    1..=1_000_000,
+                )? as u32,
+                window: env.duration(self.auth_fail_window, "AUTH_FAIL_WINDOW", "60s")?,
+                cooldown: env.duration(self.auth_cooldown, "AUTH_COOLDOWN", "120s")?,
+                max_tracked: defaults.max_tracked,
+            },
+            audit: audit_destination(env.text(self.audit_log, "AUDIT_LOG")),
+            reload_interval: env.interval(self.reload_interval, "RELOAD_INTERVAL", "10s")?,
+            health_listen: env.addr(self.health_listen, "HEALTH_LISTEN")?,
+            metrics_listen: env.addr(self.metrics_listen, "METRICS_LISTEN")?,
             dev: self.dev.then_some(DevPlan {
                 dir: dev_dir,
                 make_ca,
@@ -338,14 +335,116 @@ impl ServeArgs {
             }),
         })
     }
+
+    /// Flag, variable, systemd credential, `--dev` material, default: in that order.
+    fn ca_paths(
+        &self,
+        env: &Lookup<'_>,
+        dev_dir: &Path,
+    ) -> Result<(PathBuf, PathBuf, bool), String> {
+        let cert = env
+            .path(self.ca_cert.clone(), "CA_CERT_PATH")
+            .or_else(|| credential(env, "ca.crt"));
+        let key = env
+            .path(self.ca_key.clone(), "CA_KEY_PATH")
+            .or_else(|| credential(env, "ca.key"));
+        match (cert, key) {
+            (None, None) if self.dev => Ok((dev_dir.join("ca.crt"), dev_dir.join("ca.key"), true)),
+            (Some(_), None) | (None, Some(_)) if self.dev => Err(
+                "--dev with a real CA needs both the CA certificate and key (--ca-cert and \
+                 --ca-key); give both or neither"
+                    .to_string(),
+            ),
+            (cert, key) => Ok((
+                cert.unwrap_or_else(|| PathBuf::from("/etc/talos-ca/ca.crt")),
+                key.unwrap_or_else(|| PathBuf::from("/etc/talos-ca/ca.key")),
+                false,
+            )),
+        }
+    }
+
+    /// TALOS_TOKEN, a token file, a systemd credential, or `--dev` material.
+    fn token_source(
+        &self,
+        env: &Lookup<'_>,
+        dev_dir: &Path,
+    ) -> Result<(TokenSource, bool), String> {
+        let file = env.path(self.token_file.clone(), "TALOS_TOKEN_FILE");
+        let value = (env.env)("TALOS_TOKEN");
+        match (value.as_deref().map(str::trim), file) {
+            (Some(v), Some(_)) if !v.is_empty() => {
+                Err("both TALOS_TOKEN and a token file are set; use one of them".to_string())
+            }
+            (Some(v), None) if !v.is_empty() => Ok((TokenSource::Env(v.to_string()), false)),
+            (_, Some(f)) => Ok((TokenSource::File(f), false)),
+            (Some(_), None) => Err("TALOS_TOKEN is empty; set it to machine.token \
+                                    (trustdinfo.token in a `talosctl gen secrets` bundle)"
+                .to_string()),
+            (None, None) => match credential(env, "token") {
+                Some(f) => Ok((TokenSource::File(f), false)),
+                None if self.dev => Ok((TokenSource::File(dev_dir.join("token")), true)),
+                None => Err("no machine token: set TALOS_TOKEN or --token-file / \
+                             TALOS_TOKEN_FILE to machine.token of your Talos machine config"
+                    .to_string()),
+            },
+        }
+    }
 }
 
-/// A boolean environment variable: 1/true/yes or 0/false/no (or unset).
-fn env_flag(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<bool, String> {
-    match env(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
-        Some("1") | Some("true") | Some("yes") => Ok(true),
-        Some(other) => Err(format!("{var}: {other:?} is not true or false")),
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn accepted_cas(flags: Vec<PathBuf>, env: &Lookup<'_>) -> Vec<PathBuf> {
+    if !flags.is_empty() {
+        return flags;
+    }
+    env.text(None, "ACCEPTED_CA_PATHS")
+        .map(|list| config::list_items(&list).map(PathBuf::from).collect())
+        .unwrap_or_default()
+}
+
+fn server_sans(
+    ips: Option<String>,
+    names: Option<String>,
+    env: &Lookup<'_>,
+) -> Result<Vec<San>, String> {
+    let mut sans = Vec::new();
+    if let Some(ips) = env.text(ips, "SERVER_IPS") {
+        sans.extend(
+            config::parse_ip_list("SERVER_IPS", &ips)?
+                .into_iter()
+                .map(San::Ip),
+        );
+    }
+    if let Some(names) = env.text(names, "SERVER_DNS_NAMES") {
+        let names = config::parse_dns_list("SERVER_DNS_NAMES", &names)?;
+        sans.extend(names.into_iter().map(San::Dns));
+    }
+    Ok(sans)
+}
+
+/// `--max-validity` bounds the lifetime whatever else is configured.
+fn capped_validity(validity: Duration, max: Option<String>) -> Result<Duration, String> {
+    let Some(text) = max else {
+        return Ok(validity);
+    };
+    let max = config::parse_duration(&text).map_err(|e| format!("MAX_VALIDITY: {e}"))?;
+    if validity > max {
+        log::warn!(
+            "certificate validity {} capped at --max-validity {}",
+            format_duration(validity),
+            format_duration(max)
+        );
+    }
+    Ok(validity.min(max))
+}
+
+fn audit_destination(text: Option<String>) -> Destination {
+    match text.as_deref().map(str::trim) {
+        None | Some("-") => Destination::Stderr,
+        Some("off") => Destination::Off,
+        Some(path) => Destination::File(PathBuf::from(path)),
     }
 }
 

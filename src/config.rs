@@ -28,12 +28,18 @@ pub struct ServeConfig {
     pub server_sans: Vec<San>,
     pub cert_validity: Duration,
     pub serving_cert_validity: Duration,
+    /// `--tls-cert` / `--tls-key`: serve these instead of a generated cert.
+    pub external_tls: Option<(PathBuf, PathBuf)>,
     pub workers: usize,
     /// Calls queued or being signed before new ones are refused.
     pub max_queue: usize,
     pub policy: PolicyConfig,
     pub throttle: Limits,
     pub audit: Destination,
+    /// How often input files are checked for changes; zero: only on SIGHUP.
+    pub reload_interval: Duration,
+    pub health_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     /// `--dev`: which throwaway material to create before loading.
     pub dev: Option<DevPlan>,
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod dev;
 pub mod ops;
 pub mod pki;

@@ -1,26 +1,29 @@
-//! gRPC server wiring: environment, TLS credentials that renew themselves,
-//! listening, and an orderly shutdown.
+//! gRPC server wiring: environment, listeners (TLS; plaintext health; metrics),
+//! the signal/reload loop, and an orderly shutdown.
 
-use std::error::Error;
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use grpcio::{
     CertificateRequestType, ChannelBuilder, EnvBuilder, ServerBuilder, ServerCredentials,
-    ServerCredentialsBuilder, ServerCredentialsFetcher,
 };
 use log::{info, warn};
 
 use crate::config::{format_duration, ServeConfig};
+use crate::credentials::ServingCredentials;
 use crate::ops::audit::Audit;
-use crate::ops::signals::{Signal, Signals};
-use crate::pki::serving::{self, ServingCert};
-use crate::pki::San;
+use crate::ops::health::{HealthService, HealthState};
+use crate::ops::metrics::{self, Metrics};
+use crate::ops::notify;
+use crate::ops::reload::Reloader;
+use crate::ops::signals::{self, Signal};
+use crate::pki::serving;
 use crate::policy::Policy;
 use crate::pool::Pool;
+use crate::proto::health_grpc::create_health;
 use crate::proto::security_grpc::create_security_service;
 use crate::service::Signer;
 use crate::snapshot::{Current, Snapshot};
@@ -35,7 +38,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// What `run` reports once it accepts connections.
 pub struct Started {
     pub addr: SocketAddr,
+    pub health_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
 }
+
+/// How often health watchers re-check the CA when nothing else happens.
+const HEALTH_TICK: Duration = Duration::from_secs(30);
 
 /// Limits that keep idle or slow connections from piling up. Workers open one
 /// connection per request and use one stream on it.
@@ -45,59 +53,150 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Loads everything, listens, calls `on_ready`, serves until SIGTERM/SIGINT,
-/// then lets calls in flight finish.
+/// Loads everything, listens, calls `on_ready`, serves (reloading on SIGHUP
+/// and file changes) until SIGTERM/SIGINT, then lets calls in flight finish.
 pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), String> {
     let current = Arc::new(Current::new(Snapshot::load(cfg)?));
-    let sans = serving::serving_sans(&cfg.server_sans);
-    let credentials =
-        ServingCredentials::new(Arc::clone(&current), sans, cfg.serving_cert_validity)?;
+    let metrics = Metrics::new();
+    metrics.ca_not_after.set(current.get().ca.not_after_unix());
+    let credentials = ServingCredentials::new(
+        Arc::clone(&current),
+        serving::serving_sans(&cfg.server_sans),
+        cfg.serving_cert_validity,
+        metrics.serving_not_after.clone(),
+    )?;
     let audit = Arc::new(Audit::open(cfg.audit.clone())?);
+    let health = HealthState::new(Arc::clone(&current));
+    let signals = signals::listen()?;
     let open_files = crate::ops::limits::raise_open_files_limit();
-    let mut signals = Signals::install()?;
 
     // One completion queue: its thread only accepts and decodes calls, the
     // signing pool does the work.
     let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("grpc-cq").build());
     let pool = Pool::new(cfg.workers, cfg.max_queue)?;
-    let throttle = Arc::new(Throttle::new(cfg.throttle));
     let signer = Signer::new(
         pool.clone(),
         Arc::clone(&current),
-        throttle,
+        Arc::new(Throttle::new(cfg.throttle)),
         Arc::clone(&audit),
+        Arc::clone(&metrics),
     );
-    let mut server = server_builder(env)
+    let mut server = server_builder(Arc::clone(&env))
         .register_service(create_security_service(signer))
+        .register_service(create_health(HealthService::new(Arc::clone(&health))))
         .build()
         .map_err(|e| format!("cannot create the gRPC server: {e}"))?;
     let creds = ServerCredentials::with_fetcher(
         Box::new(credentials),
         CertificateRequestType::DontRequestClientCertificate,
     );
-    check_listen(cfg.listen)?;
-    let port = server
-        .add_listening_port(cfg.listen.to_string(), creds)
-        .map_err(|_| listen_error(cfg.listen, "gRPC core could not bind it"))?;
+    let port = bind(&mut server, cfg.listen, creds, "--listen or PORT")?;
+    let plain_health = cfg
+        .health_listen
+        .map(|addr| health_server(env, addr, Arc::clone(&health)))
+        .transpose()?;
+    let metrics_addr = cfg
+        .metrics_listen
+        .map(|addr| metrics::serve(addr, Arc::clone(&metrics), pool.clone()))
+        .transpose()?;
     server.start();
 
     let started = Started {
         addr: SocketAddr::new(cfg.listen.ip(), port),
+        health_addr: plain_health.as_ref().map(|(_, a)| *a),
+        metrics_addr,
     };
-    log_startup(cfg, &current.get(), &started, &pool);
-    info!("open files limit: {open_files}");
+    log_startup(cfg, &current.get(), &started, &pool, open_files);
+    notify::ready();
     on_ready(&started);
 
-    let name = loop {
-        match signals.wait() {
-            Signal::Hangup => audit.reopen(),
-            Signal::Shutdown(name) => break name,
-        }
-    };
+    let mut reloader = Reloader::new(cfg, current, metrics);
+    let name = serve_until_shutdown(cfg, &signals, &mut reloader, &audit, &health);
     info!("received {name}: refusing new calls, finishing calls in flight");
+    health.begin_shutdown();
+    notify::stopping();
     shutdown(server);
+    if let Some((plain, _)) = plain_health {
+        shutdown(plain);
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Waits for signals; reloads on SIGHUP and, every `--reload-interval`, when
+/// an input file changed. Returns the name of the shutdown signal.
+fn serve_until_shutdown(
+    cfg: &ServeConfig,
+    signals: &Receiver<Signal>,
+    reloader: &mut Reloader<'_>,
+    audit: &Audit,
+    health: &HealthState,
+) -> &'static str {
+    let tick = if cfg.reload_interval.is_zero() {
+        HEALTH_TICK
+    } else {
+        cfg.reload_interval.min(HEALTH_TICK)
+    };
+    let reload = |reloader: &mut Reloader<'_>, why: &str| {
+        notify::reloading();
+        reloader.reload(why);
+        notify::ready();
+        health.poke();
+    };
+    loop {
+        match signals.recv_timeout(tick) {
+            Ok(Signal::Hangup) => {
+                reload(reloader, "SIGHUP");
+                audit.reopen();
+            }
+            Ok(Signal::Shutdown(name)) => return name,
+            Err(RecvTimeoutError::Timeout) => {
+                if !cfg.reload_interval.is_zero() && reloader.changed() {
+                    reload(reloader, "input files changed");
+                }
+                // The CA may have expired since the last look.
+                health.poke();
+            }
+            Err(RecvTimeoutError::Disconnected) => return "the end of signal handling",
+        }
+    }
+}
+
+/// The health service alone, in plaintext, for Kubernetes `grpc:` probes.
+fn health_server(
+    env: Arc<grpcio::Environment>,
+    addr: SocketAddr,
+    health: Arc<HealthState>,
+) -> Result<(grpcio::Server, SocketAddr), String> {
+    let mut server = server_builder(env)
+        .register_service(create_health(HealthService::new(health)))
+        .build()
+        .map_err(|e| format!("cannot create the health server: {e}"))?;
+    let port = bind(
+        &mut server,
+        addr,
+        ServerCredentials::insecure(),
+        "--health-listen",
+    )?;
+    server.start();
+    Ok((server, SocketAddr::new(addr.ip(), port)))
+}
+
+/// Binds `addr`, first once ourselves: that turns gRPC core's multi-line bind
+/// failure into the operating system's one-line reason.
+fn bind(
+    server: &mut grpcio::Server,
+    addr: SocketAddr,
+    creds: ServerCredentials,
+    setting: &str,
+) -> Result<u16, String> {
+    let error = |why: &str| {
+        format!("cannot listen on {addr}: {why}; choose another address with {setting}")
+    };
+    std::net::TcpListener::bind(addr).map_err(|e| error(&e.to_string()))?;
+    server
+        .add_listening_port(addr.to_string(), creds)
+        .map_err(|_| error("gRPC core could not bind it"))
 }
 
 fn server_builder(env: Arc<grpcio::Environment>) -> ServerBuilder {
@@ -139,27 +238,27 @@ fn shutdown(mut server: grpcio::Server) {
     }
 }
 
-/// Binding once ourselves first turns gRPC core's multi-line bind failure into
-/// the operating system's one-line reason.
-fn check_listen(addr: SocketAddr) -> Result<(), String> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| listen_error(addr, &e.to_string()))
-}
-
-fn listen_error(addr: SocketAddr, why: &str) -> String {
-    format!("cannot listen on {addr}: {why}; choose another address with --listen or PORT")
-}
-
-fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, pool: &Pool) {
+fn log_startup(
+    cfg: &ServeConfig,
+    snapshot: &Snapshot,
+    started: &Started,
+    pool: &Pool,
+    open_files: u64,
+) {
     let ca = &snapshot.ca;
     info!("listening on {} (gRPC over TLS, ALPN h2)", started.addr);
+    if let Some(addr) = started.health_addr {
+        info!("health listening on {addr} (plaintext gRPC, health service only)");
+    }
+    if let Some(addr) = started.metrics_addr {
+        info!("metrics listening on http://{addr}/metrics");
+    }
     info!(
         "machine CA: subject=\"{}\" key={} notAfter={} bundle={} cert(s)",
         ca.subject(),
         ca.key_type(),
         ca.cert().not_after(),
-        ca.bundle_len()
+        ca.bundle().len()
     );
     let sans: Vec<String> = serving::serving_sans(&cfg.server_sans)
         .iter()
@@ -179,6 +278,15 @@ fn log_startup(cfg: &ServeConfig, snapshot: &Snapshot, started: &Started, pool: 
         describe_policy(&snapshot.policy),
         snapshot.tokens.len()
     );
+    let reload = if cfg.reload_interval.is_zero() {
+        "on SIGHUP only".to_string()
+    } else {
+        format!(
+            "on SIGHUP and file changes (checked every {})",
+            format_duration(cfg.reload_interval)
+        )
+    };
+    info!("reload {reload}; open files limit {open_files}");
 }
 
 fn describe_policy(p: &Policy) -> String {
@@ -204,58 +312,4 @@ fn describe_policy(p: &Policy) -> String {
             .collect::<Vec<_>>()
             .join(","),
     )
-}
-
-/// Hands gRPC core our serving certificate, and a new one once the current one
-/// is half way through its life. gRPC core asks before every new handshake, so
-/// the common path is a clock read under an uncontended lock.
-struct ServingCredentials {
-    current: Arc<Current>,
-    sans: Vec<San>,
-    lifetime: Duration,
-    state: Mutex<ServingState>,
-}
-
-struct ServingState {
-    /// Generated but not yet handed to gRPC core.
-    pending: Option<ServingCert>,
-    renew_at_unix: i64,
-}
-
-impl ServingCredentials {
-    fn new(current: Arc<Current>, sans: Vec<San>, lifetime: Duration) -> Result<Self, String> {
-        let first = serving::generate(&current.get().ca, &sans, lifetime, crate::unix_now())
-            .map_err(|e| format!("cannot create the serving certificate: {e}"))?;
-        Ok(ServingCredentials {
-            current,
-            sans,
-            lifetime,
-            state: Mutex::new(ServingState {
-                renew_at_unix: first.renew_at_unix,
-                pending: Some(first),
-            }),
-        })
-    }
-}
-
-impl ServerCredentialsFetcher for ServingCredentials {
-    fn fetch(&self) -> Result<Option<ServerCredentialsBuilder>, Box<dyn Error>> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = crate::unix_now();
-        if state.pending.is_none() && now >= state.renew_at_unix {
-            // Whatever happens, do not retry on every handshake.
-            state.renew_at_unix = now + 60;
-            let cert = serving::generate(&self.current.get().ca, &self.sans, self.lifetime, now)?;
-            info!(
-                "serving certificate renewed: serial={} notAfter(unix)={}",
-                cert.serial_hex, cert.not_after_unix
-            );
-            state.renew_at_unix = cert.renew_at_unix;
-            state.pending = Some(cert);
-        }
-        Ok(state
-            .pending
-            .take()
-            .map(|c| ServerCredentialsBuilder::new().add_cert(c.cert_pem, c.key_pem)))
-    }
 }

@@ -12,6 +12,7 @@ use log::{info, warn};
 
 use crate::auth::Presented;
 use crate::ops::audit::{self, Audit};
+use crate::ops::metrics::Metrics;
 use crate::pki::issue::{self, Csr, IssueError, Issued};
 use crate::pool::Pool;
 use crate::proto::security::{CertificateRequest, CertificateResponse};
@@ -26,6 +27,7 @@ pub struct Signer {
     current: Arc<Current>,
     throttle: Arc<Throttle>,
     audit: Arc<Audit>,
+    metrics: Arc<Metrics>,
 }
 
 impl Signer {
@@ -34,12 +36,14 @@ impl Signer {
         current: Arc<Current>,
         throttle: Arc<Throttle>,
         audit: Arc<Audit>,
+        metrics: Arc<Metrics>,
     ) -> Signer {
         Signer {
             pool,
             current,
             throttle,
             audit,
+            metrics,
         }
     }
 }
@@ -57,17 +61,29 @@ struct Call {
 /// caller sees.
 struct Refusal {
     code: RpcStatusCode,
-    name: &'static str,
+    /// Which rule refused it, for metrics.
+    kind: Kind,
     reason: String,
     /// What the CSR asked for, when it got that far (for the audit record).
     asked: Option<Box<Csr>>,
 }
 
+#[derive(Clone, Copy)]
+enum Kind {
+    Auth,
+    Throttled,
+    Busy,
+    Csr,
+    Policy(&'static str),
+    Ca,
+    Internal,
+}
+
 impl Refusal {
-    fn new(code: RpcStatusCode, name: &'static str, reason: String) -> Refusal {
+    fn new(code: RpcStatusCode, kind: Kind, reason: String) -> Refusal {
         Refusal {
             code,
-            name,
+            kind,
             reason,
             asked: None,
         }
@@ -111,11 +127,7 @@ impl SecurityService for Signer {
             return self.refuse(
                 &call,
                 sink,
-                Refusal::new(
-                    RpcStatusCode::RESOURCE_EXHAUSTED,
-                    "RESOURCE_EXHAUSTED",
-                    reason,
-                ),
+                Refusal::new(RpcStatusCode::RESOURCE_EXHAUSTED, Kind::Throttled, reason),
             );
         }
         let slot = match self.pool.reserve() {
@@ -125,11 +137,7 @@ impl SecurityService for Signer {
                 return self.refuse(
                     &call,
                     sink,
-                    Refusal::new(
-                        RpcStatusCode::RESOURCE_EXHAUSTED,
-                        "RESOURCE_EXHAUSTED",
-                        reason,
-                    ),
+                    Refusal::new(RpcStatusCode::RESOURCE_EXHAUSTED, Kind::Busy, reason),
                 );
             }
         };
@@ -159,7 +167,7 @@ impl Signer {
                 self.note_auth_failure(call);
                 return Err(Refusal::new(
                     RpcStatusCode::UNAUTHENTICATED,
-                    "UNAUTHENTICATED",
+                    Kind::Auth,
                     e.reason().to_string(),
                 ));
             }
@@ -203,39 +211,79 @@ impl Signer {
         }
     }
 
-    /// One log line and one audit record per call; never the token, never keys.
+    /// One log line, one audit record and the metrics for each call; never the
+    /// token, never keys.
     fn report(&self, call: &Call, outcome: &Result<Granted, Refusal>) {
         let took = call.started.elapsed();
         log_outcome(call, outcome, took);
+        self.count(outcome, took);
         if self.audit.enabled() {
             self.audit.record(&audit_record(call, outcome));
         }
     }
 }
 
+impl Signer {
+    fn count(&self, outcome: &Result<Granted, Refusal>, took: Duration) {
+        let m = &self.metrics;
+        m.duration.observe(took.as_secs_f64());
+        let refusal = match outcome {
+            Ok(_) => {
+                m.requests.with_label_values(&["OK"]).inc();
+                m.issued.inc();
+                return;
+            }
+            Err(r) => r,
+        };
+        m.requests
+            .with_label_values(&[code_name(refusal.code)])
+            .inc();
+        match refusal.kind {
+            Kind::Auth => m.auth_failures.inc(),
+            Kind::Throttled => m.throttled.inc(),
+            Kind::Policy(reason) => m.policy_denials.with_label_values(&[reason]).inc(),
+            Kind::Busy | Kind::Csr | Kind::Ca | Kind::Internal => {}
+        }
+    }
+}
+
+/// The status names used in logs, audit records and metric labels.
+fn code_name(code: RpcStatusCode) -> &'static str {
+    [
+        (RpcStatusCode::OK, "OK"),
+        (RpcStatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+        (RpcStatusCode::PERMISSION_DENIED, "PERMISSION_DENIED"),
+        (RpcStatusCode::UNAUTHENTICATED, "UNAUTHENTICATED"),
+        (RpcStatusCode::RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED"),
+        (RpcStatusCode::FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+        (RpcStatusCode::INTERNAL, "INTERNAL"),
+    ]
+    .iter()
+    .find(|(c, _)| *c == code)
+    .map_or("UNKNOWN", |(_, n)| n)
+}
+
 fn refusal(e: IssueError) -> Refusal {
     match e {
         IssueError::InvalidCsr(reason) => {
-            Refusal::new(RpcStatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT", reason)
+            Refusal::new(RpcStatusCode::INVALID_ARGUMENT, Kind::Csr, reason)
         }
-        IssueError::Policy(d) if d.forbidden => Refusal::new(
-            RpcStatusCode::PERMISSION_DENIED,
-            "PERMISSION_DENIED",
-            d.reason,
-        ),
-        IssueError::Policy(d) => Refusal::new(
-            RpcStatusCode::INVALID_ARGUMENT,
-            "INVALID_ARGUMENT",
-            d.reason,
-        ),
+        IssueError::Policy(d) => {
+            let code = if d.forbidden {
+                RpcStatusCode::PERMISSION_DENIED
+            } else {
+                RpcStatusCode::INVALID_ARGUMENT
+            };
+            Refusal::new(code, Kind::Policy(d.kind), d.reason)
+        }
         IssueError::CaExpired => Refusal::new(
             RpcStatusCode::FAILED_PRECONDITION,
-            "FAILED_PRECONDITION",
+            Kind::Ca,
             "the machine CA has expired; the signer's operator must rotate it".to_string(),
         ),
         IssueError::Internal(detail) => Refusal::new(
             RpcStatusCode::INTERNAL,
-            "INTERNAL",
+            Kind::Internal,
             format!("signing failed: {detail}"),
         ),
     }
@@ -290,7 +338,9 @@ fn log_outcome(call: &Call, outcome: &Result<Granted, Refusal>, took: Duration) 
                 .unwrap_or_default();
             warn!(
                 "certificate peer={} code={} reason={:?}{asked} took={took:.1?}",
-                call.peer, r.name, r.reason,
+                call.peer,
+                code_name(r.code),
+                r.reason,
             );
         }
     }
@@ -325,7 +375,7 @@ fn audit_record<'a>(call: &'a Call, outcome: &'a Result<Granted, Refusal>) -> au
             asked(&mut r, &g.csr);
         }
         Err(refusal) => {
-            r.code = refusal.name;
+            r.code = code_name(refusal.code);
             r.reason = Some(&refusal.reason);
             if let Some(csr) = &refusal.asked {
                 asked(&mut r, csr);

@@ -4,12 +4,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::auth::TokenSet;
 use crate::config::{PolicyConfig, ServeConfig, TokenSource};
 use crate::pki::ca::{CaError, MachineCa};
+use crate::pki::serving::{self, ServingCert};
 use crate::policy::{KeyClass, Policy};
 
 pub struct Snapshot {
@@ -17,6 +19,8 @@ pub struct Snapshot {
     pub tokens: TokenSet,
     pub policy: Policy,
     pub cert_validity: Duration,
+    /// `--tls-cert`/`--tls-key`, checked; `None`: we generate our own.
+    pub external_tls: Option<ServingCert>,
 }
 
 impl Snapshot {
@@ -51,11 +55,22 @@ impl Snapshot {
             }
         };
         let policy = policy(&cfg.policy, &ca);
+        let external_tls = match &cfg.external_tls {
+            Some((cert, key)) => {
+                let cert_pem = read(cert, "TLS certificate", "--tls-cert / TLS_CERT_PATH")?;
+                let key_pem = read(key, "TLS key", "--tls-key / TLS_KEY_PATH")?;
+                let checked = serving::external(&cert_pem, &key_pem, &ca, crate::unix_now())
+                    .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
+                Some(checked)
+            }
+            None => None,
+        };
         Ok(Snapshot {
             ca,
             tokens,
             policy,
             cert_validity: cfg.cert_validity,
+            external_tls,
         })
     }
 }
@@ -90,19 +105,34 @@ fn read(path: &Path, what: &str, setting: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-/// The current snapshot, swapped whole.
-pub struct Current(RwLock<Arc<Snapshot>>);
+/// The current snapshot, swapped whole, with a generation number that moves on
+/// every swap (the serving certificate follows it).
+pub struct Current {
+    snapshot: RwLock<Arc<Snapshot>>,
+    generation: AtomicU64,
+}
 
 impl Current {
     pub fn new(snapshot: Snapshot) -> Current {
-        Current(RwLock::new(Arc::new(snapshot)))
+        Current {
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            generation: AtomicU64::new(0),
+        }
     }
 
     pub fn get(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.snapshot.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn replace(&self, snapshot: Snapshot) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }

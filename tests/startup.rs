@@ -311,7 +311,7 @@ fn serving_cert_is_renewed_at_half_life_without_restart() {
     std::thread::sleep(Duration::from_millis(2600));
     let second = serial(&tls_handshake(&addr, &setup.ca.cert_pem(), "127.0.0.1"));
     assert_ne!(first, second, "renewed after half its lifetime");
-    server.wait_log("serving certificate renewed");
+    server.wait_log("serving certificate replaced");
     // And gRPC calls keep working over the new certificate.
     let client = server.client(&setup.ca.cert_pem());
     let (csr, _) = CsrSpec::worker(KeyType::Ed25519).build();

@@ -40,7 +40,7 @@ pub struct MachineCa {
     key_type: KeyType,
     /// Accepted CAs then the issuing CA, each PEM ending in a newline.
     bundle_pem: Vec<u8>,
-    bundle_len: usize,
+    bundle: Vec<X509>,
     not_before_unix: i64,
     not_after_unix: i64,
 }
@@ -88,13 +88,13 @@ impl MachineCa {
             ));
         }
 
-        let (bundle_pem, bundle_len) = build_bundle(&cert, accepted_pems)?;
+        let (bundle_pem, bundle) = build_bundle(&cert, accepted_pems)?;
         Ok(MachineCa {
             cert,
             key,
             key_type,
             bundle_pem,
-            bundle_len,
+            bundle,
             not_before_unix,
             not_after_unix,
         })
@@ -121,9 +121,9 @@ impl MachineCa {
         &self.bundle_pem
     }
 
-    /// Number of certificates in the bundle, the issuing CA included.
-    pub fn bundle_len(&self) -> usize {
-        self.bundle_len
+    /// The bundle's certificates, the issuing CA last.
+    pub fn bundle(&self) -> &[X509] {
+        &self.bundle
     }
 
     pub fn not_before_unix(&self) -> i64 {
@@ -189,12 +189,11 @@ fn supported_ca_key(key: &PKey<Private>) -> Result<KeyType, String> {
 
 /// Accepted CAs first, the issuing CA last: workers keep this as the list their
 /// apid verifies talosctl client certificates against, so it must be complete.
-fn build_bundle(issuing: &X509, accepted_pems: &[Vec<u8>]) -> Result<(Vec<u8>, usize), CaError> {
-    let issuing_der = issuing
-        .to_der()
-        .map_err(|e| CaError::Cert(keys::openssl_reason(&e)))?;
-    let mut seen: Vec<Vec<u8>> = vec![issuing_der];
-    let mut pem = Vec::new();
+fn build_bundle(
+    issuing: &X509,
+    accepted_pems: &[Vec<u8>],
+) -> Result<(Vec<u8>, Vec<X509>), CaError> {
+    let mut bundle: Vec<X509> = Vec::new();
     for (i, file) in accepted_pems.iter().enumerate() {
         for cert in keys::parse_certificates(file).map_err(|m| CaError::Accepted(i, m))? {
             if !ffi::is_ca(&cert) {
@@ -206,19 +205,22 @@ fn build_bundle(issuing: &X509, accepted_pems: &[Vec<u8>]) -> Result<(Vec<u8>, u
                     ),
                 ));
             }
-            let der = cert
-                .to_der()
-                .map_err(|e| CaError::Accepted(i, keys::openssl_reason(&e)))?;
             // The issuing CA goes last exactly once, and duplicates add nothing.
-            if seen.contains(&der) {
-                continue;
+            if !same_cert(&cert, issuing) && !bundle.iter().any(|b| same_cert(b, &cert)) {
+                bundle.push(cert);
             }
-            seen.push(der);
-            append_pem(&mut pem, &cert).map_err(|m| CaError::Accepted(i, m))?;
         }
     }
-    append_pem(&mut pem, issuing).map_err(CaError::Cert)?;
-    Ok((pem, seen.len()))
+    bundle.push(issuing.clone());
+    let mut pem = Vec::new();
+    for cert in &bundle {
+        append_pem(&mut pem, cert).map_err(CaError::Cert)?;
+    }
+    Ok((pem, bundle))
+}
+
+fn same_cert(a: &X509, b: &X509) -> bool {
+    a.to_der().ok() == b.to_der().ok()
 }
 
 fn append_pem(out: &mut Vec<u8>, cert: &X509) -> Result<(), String> {

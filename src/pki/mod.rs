@@ -84,3 +84,36 @@ pub fn cert_sans(cert: &openssl::x509::X509Ref) -> Vec<San> {
         })
         .collect()
 }
+
+/// OpenSSL's verification of `leaf` as a TLS server certificate, through
+/// `intermediates`, up to one of `roots`. The error is OpenSSL's reason.
+pub fn verify_chain(
+    leaf: &openssl::x509::X509Ref,
+    intermediates: &[openssl::x509::X509],
+    roots: &[openssl::x509::X509],
+) -> Result<(), String> {
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::{X509PurposeId, X509StoreContext};
+    let run = || -> Result<Result<(), String>, openssl::error::ErrorStack> {
+        let mut store = X509StoreBuilder::new()?;
+        for ca in roots {
+            store.add_cert(ca.clone())?;
+        }
+        store.set_purpose(X509PurposeId::SSL_SERVER)?;
+        let store = store.build();
+        let mut chain = Stack::new()?;
+        for c in intermediates {
+            chain.push(c.clone())?;
+        }
+        let mut ctx = X509StoreContext::new()?;
+        ctx.init(&store, leaf, &chain, |c| {
+            Ok(if c.verify_cert()? {
+                Ok(())
+            } else {
+                Err(c.error().error_string().to_string())
+            })
+        })
+    };
+    run().map_err(|e| keys::openssl_reason(&e))?
+}

@@ -9,9 +9,10 @@ use openssl::x509::X509Name;
 
 use super::ca::MachineCa;
 use super::issue::{sign_server_cert, IssueError};
-use super::keys::KeyType;
+use super::keys::{self, KeyType};
 use super::San;
 
+#[derive(Clone)]
 pub struct ServingCert {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
@@ -63,4 +64,54 @@ impl std::fmt::Debug for ServingCert {
             .field("not_after_unix", &self.not_after_unix)
             .finish_non_exhaustive()
     }
+}
+
+/// Checks an operator-supplied serving certificate (e.g. from cert-manager):
+/// key and certificate belong together, it is valid now, and it chains to a CA
+/// in the bundle, since workers verify it against their accepted CAs.
+pub fn external(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca: &MachineCa,
+    now_unix: i64,
+) -> Result<ServingCert, String> {
+    let mut chain =
+        keys::parse_certificates(cert_pem).map_err(|e| format!("TLS certificate {e}"))?;
+    let leaf = chain.remove(0);
+    let key = keys::parse_private_key(key_pem).map_err(|e| format!("TLS key {e}"))?;
+    let matches = leaf
+        .public_key()
+        .map(|k| k.public_eq(&key))
+        .unwrap_or(false);
+    if !matches {
+        return Err("the TLS key does not match the TLS certificate".to_string());
+    }
+    let not_after_unix = super::ca::unix_time(leaf.not_after());
+    if not_after_unix <= now_unix || super::ca::unix_time(leaf.not_before()) > now_unix {
+        return Err(format!(
+            "the TLS certificate is not valid now ({} to {})",
+            leaf.not_before(),
+            leaf.not_after()
+        ));
+    }
+    super::verify_chain(&leaf, &chain, ca.bundle()).map_err(|e| {
+        format!(
+            "workers would reject the TLS certificate: it does not chain to the machine CA or an \
+             accepted CA ({e})"
+        )
+    })?;
+    Ok(ServingCert {
+        cert_pem: cert_pem.to_vec(),
+        key_pem: key
+            .private_key_to_pem_pkcs8()
+            .map_err(|e| keys::openssl_reason(&e))?,
+        serial_hex: leaf
+            .serial_number()
+            .to_bn()
+            .and_then(|b| b.to_hex_str().map(|h| h.to_string()))
+            .unwrap_or_default(),
+        not_after_unix,
+        // Replaced when the files change (reload), not by age.
+        renew_at_unix: i64::MAX,
+    })
 }

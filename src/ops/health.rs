@@ -1,0 +1,203 @@
+//! grpc.health.v1: SERVING while the machine CA can sign, NOT_SERVING once it
+//! expired or shutdown began. Served on the TLS port and, for Kubernetes
+//! `grpc:` probes (which cannot do TLS), optionally on a plaintext port that
+//! carries nothing else.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::{FutureExt, SinkExt};
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
+
+use crate::proto::health::health_check_response::ServingStatus;
+use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};
+use crate::proto::health_grpc::Health;
+use crate::snapshot::Current;
+
+/// The service names we answer for; anything else is unknown.
+const SERVICES: [&str; 2] = ["", "securityapi.SecurityService"];
+
+/// Open Watch streams are futures on gRPC core's thread; cap them so
+/// abandoned ones cannot pile up.
+const MAX_WATCHERS: usize = 64;
+
+pub struct HealthState {
+    current: Arc<Current>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    stopping: bool,
+    /// Moves whenever the status may have changed.
+    version: u64,
+    wakers: Vec<Waker>,
+    watchers: usize,
+}
+
+impl HealthState {
+    pub fn new(current: Arc<Current>) -> Arc<HealthState> {
+        Arc::new(HealthState {
+            current,
+            inner: Mutex::new(Inner {
+                stopping: false,
+                version: 0,
+                wakers: Vec::new(),
+                watchers: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SERVING unless stopping or the CA cannot sign any more.
+    pub fn serving(&self) -> bool {
+        !self.lock().stopping && self.current.get().ca.not_after_unix() > crate::unix_now()
+    }
+
+    /// Wakes watchers so they re-read the status (after a reload, on a tick
+    /// that may have crossed the CA's notAfter).
+    pub fn poke(&self) {
+        let wakers = {
+            let mut inner = self.lock();
+            inner.version += 1;
+            std::mem::take(&mut inner.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// NOT_SERVING from now on; Watch streams send it and end.
+    pub fn begin_shutdown(&self) {
+        self.lock().stopping = true;
+        self.poke();
+    }
+
+    fn status(&self) -> ServingStatus {
+        if self.serving() {
+            ServingStatus::SERVING
+        } else {
+            ServingStatus::NOT_SERVING
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    fn stopping(&self) -> bool {
+        self.lock().stopping
+    }
+}
+
+/// Resolves once the state's version moves past `seen`.
+struct Changed {
+    state: Arc<HealthState>,
+    seen: u64,
+}
+
+impl Future for Changed {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.state.lock();
+        if inner.version != self.seen {
+            return Poll::Ready(());
+        }
+        inner.wakers.push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[derive(Clone)]
+pub struct HealthService {
+    state: Arc<HealthState>,
+}
+
+impl HealthService {
+    pub fn new(state: Arc<HealthState>) -> HealthService {
+        HealthService { state }
+    }
+}
+
+fn response(status: ServingStatus) -> HealthCheckResponse {
+    HealthCheckResponse {
+        status: status.into(),
+        ..Default::default()
+    }
+}
+
+impl Health for HealthService {
+    fn check(
+        &mut self,
+        ctx: RpcContext,
+        req: HealthCheckRequest,
+        sink: UnarySink<HealthCheckResponse>,
+    ) {
+        let reply = if SERVICES.contains(&req.service.as_str()) {
+            sink.success(response(self.state.status()))
+        } else {
+            sink.fail(RpcStatus::with_message(
+                RpcStatusCode::NOT_FOUND,
+                format!("unknown service {:?}", req.service),
+            ))
+        };
+        ctx.spawn(reply.map(|_| ()));
+    }
+
+    fn watch(
+        &mut self,
+        ctx: RpcContext,
+        req: HealthCheckRequest,
+        mut sink: ServerStreamingSink<HealthCheckResponse>,
+    ) {
+        let state = Arc::clone(&self.state);
+        let known = SERVICES.contains(&req.service.as_str());
+        {
+            let mut inner = state.lock();
+            if inner.watchers >= MAX_WATCHERS {
+                drop(inner);
+                let status = RpcStatus::with_message(
+                    RpcStatusCode::RESOURCE_EXHAUSTED,
+                    "too many health watchers".to_string(),
+                );
+                ctx.spawn(sink.fail(status).map(|_| ()));
+                return;
+            }
+            inner.watchers += 1;
+        }
+        ctx.spawn(async move {
+            let mut last = None;
+            loop {
+                let seen = state.version();
+                let status = if known {
+                    state.status()
+                } else {
+                    ServingStatus::SERVICE_UNKNOWN
+                };
+                if last != Some(status) {
+                    if sink
+                        .send((response(status), WriteFlags::default()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    last = Some(status);
+                }
+                if state.stopping() {
+                    let _ = sink.close().await;
+                    break;
+                }
+                Changed {
+                    state: Arc::clone(&state),
+                    seen,
+                }
+                .await;
+            }
+            state.lock().watchers -= 1;
+        });
+    }
+}

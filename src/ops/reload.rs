@@ -1,0 +1,96 @@
+//! Reloading inputs without a restart. On SIGHUP, and whenever the content of
+//! an input file changes (checked every `--reload-interval`; content, not
+//! mtime, so Kubernetes secret volumes swapping their `..data` symlink are
+//! seen), everything is loaded and checked as at startup. Valid: swapped in
+//! whole; calls in flight keep the snapshot they started with. Invalid: the
+//! previous material keeps serving and one error line says why.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use log::{error, info};
+use openssl::sha::Sha256;
+
+use crate::config::{ServeConfig, TokenSource};
+use crate::ops::metrics::Metrics;
+use crate::snapshot::{Current, Snapshot};
+
+pub struct Reloader<'a> {
+    cfg: &'a ServeConfig,
+    current: Arc<Current>,
+    metrics: Arc<Metrics>,
+    seen: [u8; 32],
+}
+
+impl<'a> Reloader<'a> {
+    pub fn new(cfg: &'a ServeConfig, current: Arc<Current>, metrics: Arc<Metrics>) -> Reloader<'a> {
+        Reloader {
+            seen: inputs_digest(cfg),
+            cfg,
+            current,
+            metrics,
+        }
+    }
+
+    /// Whether any input differs from what was last loaded (or tried).
+    pub fn changed(&self) -> bool {
+        inputs_digest(self.cfg) != self.seen
+    }
+
+    /// Loads and checks everything; swaps it in only if it is all good.
+    pub fn reload(&mut self, why: &str) -> bool {
+        self.seen = inputs_digest(self.cfg);
+        match Snapshot::load(self.cfg) {
+            Ok(snapshot) => {
+                info!(
+                    "reloaded ({why}): CA \"{}\" notAfter={}, {} bundle cert(s), {} token(s)",
+                    snapshot.ca.subject(),
+                    snapshot.ca.cert().not_after(),
+                    snapshot.ca.bundle().len(),
+                    snapshot.tokens.len()
+                );
+                self.metrics.ca_not_after.set(snapshot.ca.not_after_unix());
+                self.current.replace(snapshot);
+                self.metrics.reloads.with_label_values(&["success"]).inc();
+                true
+            }
+            Err(e) => {
+                error!("reload ({why}) refused, still serving the previous material: {e}");
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                false
+            }
+        }
+    }
+}
+
+fn inputs(cfg: &ServeConfig) -> Vec<PathBuf> {
+    let mut paths = vec![cfg.ca_cert.clone(), cfg.ca_key.clone()];
+    paths.extend(cfg.accepted_cas.iter().cloned());
+    if let TokenSource::File(p) = &cfg.token {
+        paths.push(p.clone());
+    }
+    if let Some((cert, key)) = &cfg.external_tls {
+        paths.push(cert.clone());
+        paths.push(key.clone());
+    }
+    paths
+}
+
+/// One digest over every input's path and content (or read error), following
+/// symlinks as any reader would.
+fn inputs_digest(cfg: &ServeConfig) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for path in inputs(cfg) {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update(&[0]);
+        match std::fs::read(&path) {
+            Ok(content) => {
+                h.update(&(content.len() as u64).to_le_bytes());
+                h.update(&content);
+            }
+            Err(e) => h.update(e.to_string().as_bytes()),
+        }
+        h.update(&[0]);
+    }
+    h.finish()
+}
