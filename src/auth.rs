@@ -32,6 +32,8 @@ impl AuthError {
 
 pub struct TokenSet {
     digests: Vec<[u8; 32]>,
+    /// Positions (1-based) of tokens not shaped like Talos's, for `check`.
+    unusual: Vec<usize>,
 }
 
 const EMPTY: &str = "holds no token; it must hold machine.token (trustdinfo.token in a \
@@ -58,6 +60,7 @@ impl TokenSet {
 
     fn build<'a>(tokens: impl Iterator<Item = &'a str>, unit: &str) -> Result<TokenSet, String> {
         let mut digests = Vec::new();
+        let mut unusual = Vec::new();
         for (i, token) in tokens.enumerate() {
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!(
@@ -65,12 +68,20 @@ impl TokenSet {
                     i + 1
                 ));
             }
+            if !talos_shaped(token) {
+                unusual.push(i + 1);
+            }
             digests.push(sha256(token.as_bytes()));
         }
         if digests.is_empty() {
             return Err(EMPTY.to_string());
         }
-        Ok(TokenSet { digests })
+        Ok(TokenSet { digests, unusual })
+    }
+
+    /// Positions of tokens that do not look like `talosctl gen` makes them.
+    pub fn unusual(&self) -> &[usize] {
+        &self.unusual
     }
 
     pub fn len(&self) -> usize {
@@ -103,6 +114,16 @@ impl TokenSet {
             Ok(position)
         }
     }
+}
+
+/// `[a-z0-9]{6}.[a-z0-9]{16}`, the machine.token format.
+fn talos_shaped(token: &str) -> bool {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    matches!(token.split_once('.'), Some((a, b)) if ok(a, 6) && ok(b, 16))
 }
 
 #[cfg(test)]
@@ -138,7 +159,9 @@ mod tests {
         assert_eq!(set.check(&Presented::Missing), Err(AuthError::Missing));
         assert_eq!(set.check(&Presented::Several), Err(AuthError::Duplicate));
 
+        assert!(set.unusual().is_empty());
         let env = TokenSet::from_env_text("a1.x, b2.y,,c3.z").unwrap();
+        assert_eq!(env.unusual(), &[1, 2, 3]);
         assert_eq!(env.len(), 3);
         assert_eq!(env.check(&one("c3.z")), Ok(3));
         // The same token twice: the first position wins.

@@ -20,7 +20,8 @@ use crate::throttle::Limits;
 
 #[derive(FromArgs)]
 /// Signs Talos worker apid certificates the way trustd does, for Talos workers
-/// that join kubeadm or Kamaji control planes.
+/// that join kubeadm or Kamaji control planes. `check` takes serve's flags and
+/// reports the configuration without serving (same as `serve --check`).
 pub struct Cli {
     #[argh(subcommand)]
     pub command: Command,
@@ -126,6 +127,12 @@ pub struct ServeArgs {
     /// where --dev writes its CA and token [default ./dev-pki]
     #[argh(option)]
     pub dev_dir: Option<PathBuf>,
+    /// load and check the configuration, report it, and exit (`check` is short for `serve --check`)
+    #[argh(switch)]
+    pub check: bool,
+    /// with --check: print the report as JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]

@@ -5,11 +5,13 @@
 //! and `cli` feed it, `server` and `ops` run it.
 
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod dev;
+pub mod json;
 pub mod ops;
 pub mod pki;
 pub mod policy;

@@ -1,13 +1,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use argh::FromArgs;
 use talos_csr_signer::cli::{Cli, Command, RequestArgs, ServeArgs};
 use talos_csr_signer::config::{ServeConfig, TokenSource};
 use talos_csr_signer::server::{self, Started};
 use talos_csr_signer::{client, dev};
 
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
+    let cli = parse_args();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     redirect_grpc_core_log();
     let result = match cli.command {
@@ -35,11 +36,37 @@ fn redirect_grpc_core_log() {
     log::set_max_level(level);
 }
 
+/// argh with one alias: `check ARGS` is `serve --check ARGS`, so `check`
+/// takes exactly `serve`'s flags and loads the configuration as it would.
+fn parse_args() -> Cli {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("check") {
+        args.splice(1..2, ["serve".to_string(), "--check".to_string()]);
+    }
+    let cmd = Path::new(&args[0])
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("talos-csr-signer");
+    let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    Cli::from_args(&[cmd], &rest).unwrap_or_else(|early| {
+        let ok = early.status.is_ok();
+        if ok {
+            println!("{}", early.output);
+        } else {
+            eprintln!("{}", early.output);
+        }
+        std::process::exit(if ok { 0 } else { 2 })
+    })
+}
+
 fn env_var(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    if args.check {
+        return Ok(check(args));
+    }
     let cfg = args.resolve(&env_var)?;
     if let Some(plan) = &cfg.dev {
         dev::prepare(plan)?;
@@ -50,6 +77,32 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: exit 0 with a report when the configuration loads, 1 otherwise.
+fn check(args: ServeArgs) -> ExitCode {
+    let json = args.json;
+    match args
+        .resolve(&env_var)
+        .and_then(|cfg| talos_csr_signer::check::run(&cfg))
+    {
+        Ok(report) if json => {
+            print!("{}", report.json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) if json => {
+            print!("{}", talos_csr_signer::check::json_error(&e));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("talos-csr-signer: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The exact command that exercises a `--dev` server; never the token itself.

@@ -289,7 +289,8 @@ fn log_startup(
     info!("reload {reload}; open files limit {open_files}");
 }
 
-fn describe_policy(p: &Policy) -> String {
+/// The policy in one line, for the startup log and `check`.
+pub fn describe_policy(p: &Policy) -> String {
     let list = |v: Option<Vec<String>>| v.map_or("any".to_string(), |v| v.join(","));
     format!(
         "ip_sans={} dns_sans={} peer_ip_must_match={} max_sans={} max_csr_bytes={} key_types={}",

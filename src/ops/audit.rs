@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
+use crate::json::Json;
 use crate::pki::San;
 
 /// Where audit records go.
@@ -126,71 +127,6 @@ impl Record<'_> {
         o.opt_str("token", self.token.map(|p| format!("token#{p}")).as_deref());
         o.finish()
     }
-}
-
-/// A flat JSON object writer: just enough for audit lines, with correct escaping.
-struct Json(String);
-
-impl Json {
-    fn new() -> Json {
-        Json(String::with_capacity(256))
-    }
-
-    fn key(&mut self, k: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        escape_into(&mut self.0, k);
-        self.0.push(':');
-    }
-
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        escape_into(&mut self.0, v);
-    }
-
-    fn opt_str(&mut self, k: &str, v: Option<&str>) {
-        match v {
-            Some(v) => self.str(k, v),
-            None => {
-                self.key(k);
-                self.0.push_str("null");
-            }
-        }
-    }
-
-    fn list(&mut self, k: &str, items: &[String]) {
-        self.key(k);
-        self.0.push('[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.0.push(',');
-            }
-            escape_into(&mut self.0, item);
-        }
-        self.0.push(']');
-    }
-
-    fn finish(mut self) -> String {
-        self.0.push_str("}\n");
-        self.0
-    }
-}
-
-fn escape_into(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// `2026-11-28T05:03:41Z` from Unix seconds (UTC; days-from-civil inverse).

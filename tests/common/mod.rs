@@ -699,3 +699,43 @@ pub fn audit_records(server: &Server) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+impl Server {
+    /// The first word after `prefix` in the log (e.g. an address), waiting
+    /// for the line to appear.
+    pub fn log_value(&self, prefix: &str) -> String {
+        self.wait_log(prefix);
+        let log = self.log();
+        let rest = log.split(prefix).nth(1).unwrap();
+        rest.split_whitespace().next().unwrap().to_string()
+    }
+}
+
+/// GET over plain HTTP/1.1 on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// A metric's value from Prometheus text, e.g. `requests_total{code="OK"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    let full = format!("talos_csr_signer_{series}");
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(&full)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
