@@ -4,6 +4,9 @@
 # real ones), listening on 127.0.0.1:50001. It prints the `request` command
 # that exercises it. Extra arguments go to `serve`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
+cd "$ROOT"
 scripts/setup.sh
 exec cargo run --release --quiet -- serve --dev "$@"

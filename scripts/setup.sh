@@ -3,6 +3,9 @@
 # cmake and a C++ compiler for gRPC core, libssl-dev for the system OpenSSL it
 # links, pkg-config. Does nothing when everything is already there.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)

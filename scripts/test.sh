@@ -3,6 +3,9 @@
 # the real binary on 127.0.0.1 and talk gRPC over TLS to it. One profile
 # (release), so gRPC core is built once.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
+cd "$ROOT"
 scripts/setup.sh
 exec cargo test --release "$@"

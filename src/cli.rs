@@ -34,6 +34,28 @@ pub struct Cli {
 pub enum Command {
     Serve(ServeArgs),
     Request(RequestArgs),
+    Import(ImportArgs),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "import")]
+/// take the machine CA, its key and the token out of talosctl's secrets.yaml or controlplane.yaml.
+pub struct ImportArgs {
+    /// a `talosctl gen secrets` bundle or a control-plane machine config
+    #[argh(option)]
+    pub from: PathBuf,
+    /// write ca.crt, ca.key (0600) and token (0600) into this directory
+    #[argh(option)]
+    pub out: Option<PathBuf>,
+    /// print a Kubernetes Secret manifest on stdout instead
+    #[argh(switch)]
+    pub secret: bool,
+    /// the Secret's name [default talos-csr-signer]
+    #[argh(option, default = "String::from(\"talos-csr-signer\")")]
+    pub name: String,
+    /// the Secret's namespace [default talos-csr-signer]
+    #[argh(option, default = "String::from(\"talos-csr-signer\")")]
+    pub namespace: String,
 }
 
 #[derive(FromArgs)]

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use talos_csr_signer::cli::{Cli, Command, RequestArgs, ServeArgs};
+use talos_csr_signer::cli::{Cli, Command, ImportArgs, RequestArgs, ServeArgs};
 use talos_csr_signer::config::{ServeConfig, TokenSource};
 use talos_csr_signer::server::{self, Started};
 use talos_csr_signer::{client, dev};
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Request(args) => request(args),
+        Command::Import(args) => import(args),
     };
     match result {
         Ok(code) => code,
@@ -129,6 +130,32 @@ fn print_dev_hint(cfg: &ServeConfig, started: &Started) {
         "  {exe} request --endpoint {endpoint} --ca {} {token} --cn dev-worker --ip 127.0.0.1 --dns dev-worker",
         abs(&cfg.ca_cert).display()
     );
+}
+
+fn import(args: ImportArgs) -> Result<ExitCode, String> {
+    let material = talos_csr_signer::import::read(&args.from)?;
+    match (&args.out, args.secret) {
+        (Some(dir), false) => {
+            talos_csr_signer::import::write(&material, dir)?;
+            eprintln!(
+                "wrote ca.crt, ca.key (0600) and token (0600) in {}: {}",
+                dir.display(),
+                material.summary
+            );
+        }
+        (None, true) => {
+            print!(
+                "{}",
+                talos_csr_signer::import::secret_manifest(&material, &args.name, &args.namespace)
+            );
+            eprintln!(
+                "printed Secret {}/{}: {}",
+                args.namespace, args.name, material.summary
+            );
+        }
+        _ => return Err("import needs exactly one of --out DIR or --secret".to_string()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn request(args: RequestArgs) -> Result<ExitCode, String> {

@@ -69,3 +69,71 @@ fn tls_and_signing_symbols_come_from_the_system_library_not_a_bundled_copy() {
         .collect();
     assert!(boring.is_empty(), "BoringSSL symbols present: {boring:?}");
 }
+
+/// What gcr.io/distroless/cc-debian12 provides (Debian 12: glibc 2.36,
+/// libstdc++ 12 = GLIBCXX_3.4.30, OpenSSL 3.0).
+const RUNTIME_LIBS: &[&str] = &[
+    "linux-vdso.so.1",
+    "libssl.so.3",
+    "libcrypto.so.3",
+    "libstdc++.so.6",
+    "libgcc_s.so.1",
+    "libm.so.6",
+    "libc.so.6",
+    "ld-linux-x86-64.so.2",
+];
+
+#[test]
+fn dynamic_dependencies_are_what_the_runtime_image_provides() {
+    let ldd = run("ldd", &[BIN]);
+    for line in ldd.lines() {
+        let soname = line.split_whitespace().next().unwrap_or("");
+        let soname = soname.rsplit('/').next().unwrap();
+        assert!(
+            RUNTIME_LIBS.contains(&soname),
+            "{soname} is not in distroless cc-debian12:\n{ldd}"
+        );
+    }
+    // Symbol versions no newer than Debian 12's glibc and libstdc++.
+    let symbols = run("objdump", &["-T", BIN]);
+    let newest = |prefix: &str| -> Vec<u32> {
+        symbols
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix(prefix))
+            .map(|v| {
+                v.split('.')
+                    .map(|n| n.parse::<u32>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or_default()
+    };
+    assert!(
+        newest("GLIBC_") <= vec![2, 36],
+        "needs glibc {:?}",
+        newest("GLIBC_")
+    );
+    assert!(
+        newest("GLIBCXX_") <= vec![3, 4, 30],
+        "needs libstdc++ {:?}",
+        newest("GLIBCXX_")
+    );
+}
+
+#[test]
+fn dockerfile_runs_as_non_root_on_distroless() {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    assert!(
+        runtime.starts_with("gcr.io/distroless/cc-debian12:nonroot"),
+        "runtime stage: {runtime}"
+    );
+    assert!(
+        runtime.lines().any(|l| l.trim() == "USER 65532:65532"),
+        "runtime user"
+    );
+    assert!(runtime.contains("EXPOSE 50001"));
+    assert!(runtime.contains(r#"ENTRYPOINT ["/usr/local/bin/talos-csr-signer"]"#));
+    assert!(!dockerfile.to_lowercase().contains("boringssl"));
+}

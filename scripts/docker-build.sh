@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds the container image $IMAGE:$TAG (default docker.io/bsctl/talos-csr-signer:latest).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
+need docker "install Docker and start its engine"
+docker build -t "$IMAGE:$TAG" "$ROOT"
+echo "built $IMAGE:$TAG"

@@ -1,0 +1,38 @@
+# Shared by the scripts in this directory: settings with defaults, and checks
+# that stop with a clear message when a tool is missing.
+# shellcheck shell=bash
+
+IMAGE="${IMAGE:-docker.io/bsctl/talos-csr-signer}"
+TAG="${TAG:-latest}"
+NAMESPACE="${NAMESPACE:-talos-csr-signer}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+die() {
+  echo "$(basename "$0"): $*" >&2
+  exit 1
+}
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "needs $1, which is not installed (${2:-install it and retry})"
+}
+
+# Prints the script's header comment (its help) when asked.
+help_if_asked() {
+  case "${1:-}" in
+    -h|--help)
+      sed -n '2,/^set /p' "$0" | sed -e '/^set /d' -e 's/^# \{0,1\}//'
+      exit 0
+      ;;
+  esac
+}
+
+# The signer binary: a release build in this checkout, else one on PATH.
+signer_bin() {
+  if [ -x "$ROOT/target/release/talos-csr-signer" ]; then
+    echo "$ROOT/target/release/talos-csr-signer"
+  elif command -v talos-csr-signer >/dev/null 2>&1; then
+    command -v talos-csr-signer
+  else
+    die "no talos-csr-signer binary: run scripts/build.sh first"
+  fi
+}

@@ -1,0 +1,215 @@
+//! The deployment kit: `import` on Talos's own files, the Secret it prints,
+//! and the hardening the systemd unit asks for (no W+X memory).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use openssl::x509::X509;
+use talos_csr_signer::pki::keys::KeyType;
+use yaml_rust2::YamlLoader;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/talos/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn import_to(src: &str, dir: &TempDir) -> (std::process::ExitStatus, String) {
+    let out = dir.0.join("material").display().to_string();
+    let (status, _, err) = run_binary(
+        &args(&["import", "--from", &fixture(src), "--out", &out]),
+        &[],
+        Duration::from_secs(20),
+    );
+    (status, err)
+}
+
+#[test]
+fn import_from_secrets_bundle_and_controlplane_config_then_serve() {
+    for src in ["secrets.yaml", "controlplane.yaml"] {
+        let dir = TempDir::new("import");
+        let (status, err) = import_to(src, &dir);
+        assert!(status.success(), "{src}: {err}");
+        assert!(err.contains("O=talos") && err.contains("Ed25519"), "{err}");
+        let m = dir.0.join("material");
+        let mode = |f: &str| std::fs::metadata(m.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            (mode("ca.key"), mode("token"), mode("ca.crt")),
+            (0o600, 0o600, 0o644)
+        );
+        let key = std::fs::read_to_string(m.join("ca.key")).unwrap();
+        assert!(
+            key.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "PKCS#8, relabelled: {}",
+            &key[..30]
+        );
+        let token = std::fs::read_to_string(m.join("token")).unwrap();
+        assert_eq!(
+            token.trim(),
+            talos_fixture(
+                src,
+                if src == "secrets.yaml" {
+                    &["trustdinfo", "token"]
+                } else {
+                    &["machine", "token"]
+                }
+            )
+        );
+        let crt = std::fs::read(m.join("ca.crt")).unwrap();
+
+        // What import wrote is exactly what serve reads.
+        let m_str = |f: &str| m.join(f).display().to_string();
+        let server = Server::start(
+            &args(&[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--ca-cert",
+                &m_str("ca.crt"),
+                "--ca-key",
+                &m_str("ca.key"),
+                "--token-file",
+                &m_str("token"),
+            ]),
+            &[],
+        );
+        let resp = call_with(
+            &server.client(&crt),
+            &[token.trim().as_bytes()],
+            &CsrSpec::worker(KeyType::Ed25519).build().0,
+        )
+        .unwrap();
+        verify_chain(
+            &X509::from_pem(&resp.crt).unwrap(),
+            &X509::stack_from_pem(&resp.ca).unwrap(),
+        )
+        .unwrap();
+        assert!(!err.contains(token.trim()), "import never prints the token");
+    }
+}
+
+#[test]
+fn import_refuses_a_worker_config_and_says_what_to_use() {
+    let dir = TempDir::new("import-worker");
+    let (status, err) = import_to("worker.yaml", &dir);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        err.contains("worker machine config")
+            && err.contains("controlplane.yaml")
+            && err.contains("secrets.yaml"),
+        "{err}"
+    );
+    assert!(!dir.0.join("material").exists(), "nothing written");
+}
+
+#[test]
+fn import_prints_a_kubernetes_secret() {
+    let (status, out, err) = run_binary(
+        &args(&[
+            "import",
+            "--from",
+            &fixture("secrets.yaml"),
+            "--secret",
+            "--namespace",
+            "tenants",
+            "--name",
+            "t0-talos-ca",
+        ]),
+        &[],
+        Duration::from_secs(20),
+    );
+    assert!(status.success(), "{err}");
+    let doc = &YamlLoader::load_from_str(&out).unwrap()[0];
+    assert_eq!(doc["kind"].as_str(), Some("Secret"));
+    assert_eq!(doc["metadata"]["namespace"].as_str(), Some("tenants"));
+    assert_eq!(doc["metadata"]["name"].as_str(), Some("t0-talos-ca"));
+    let field = |k: &str| openssl::base64::decode_block(doc["data"][k].as_str().unwrap()).unwrap();
+    let crt = X509::from_pem(&field("ca.crt")).unwrap();
+    let key = talos_csr_signer::pki::keys::parse_private_key(&field("ca.key")).unwrap();
+    assert!(crt.public_key().unwrap().public_eq(&key));
+    assert_eq!(
+        String::from_utf8(field("token")).unwrap(),
+        talos_fixture("secrets.yaml", &["trustdinfo", "token"])
+    );
+    // Validates against the Kubernetes schema when the validator is present (CI installs it).
+    if let Ok(mut child) = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(out.as_bytes())
+            .unwrap();
+        let result = child.wait_with_output().unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+}
+
+/// `MemoryDenyWriteExecute=` in the unit: the kernel's equivalent (prctl
+/// PR_SET_MDWE, Linux ≥ 6.3) refuses any writable+executable mapping; gRPC
+/// core and OpenSSL must work without one.
+#[test]
+fn serves_with_memory_deny_write_execute() {
+    extern "C" {
+        fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+    }
+    const PR_SET_MDWE: i32 = 65;
+    const PR_GET_MDWE: i32 = 66;
+    const PR_MDWE_REFUSE_EXEC_GAIN: u64 = 1;
+    let setup = Setup::new(KeyType::Ed25519);
+    let mut cmd = Command::new(BIN);
+    cmd.args(&setup.args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe; it only changes this child's flags.
+    unsafe {
+        cmd.pre_exec(|| {
+            if prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Inherited by the exec'd binary; confirm it took.
+            if prctl(PR_GET_MDWE, 0, 0, 0, 0) != PR_MDWE_REFUSE_EXEC_GAIN as i32 {
+                return Err(std::io::Error::other("MDWE not set"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .expect("kernel supports PR_SET_MDWE (Linux >= 6.3)");
+    let stderr = child.stderr.take().unwrap();
+    let addr = {
+        use std::io::{BufRead, BufReader};
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            let line = lines.next().expect("server output").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+    };
+    let result = call(
+        &client(&addr, &setup.ca.cert_pem()),
+        &CsrSpec::worker(KeyType::Ed25519).build().0,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    result.expect("signed under MemoryDenyWriteExecute");
+}
