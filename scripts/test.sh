@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and the integration tests that start
 # the real binary on 127.0.0.1 and talk gRPC over TLS to it. One profile
-# (release), so gRPC core is built once.
+# (release), so gRPC core is built once. Builds the OpenSSL FIPS provider the
+# FIPS tests use on first run (scripts/fips-provider.sh, cached).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 help_if_asked "${1:-}"
 cd "$ROOT"
 scripts/setup.sh
+# The FIPS tests run on a real FIPS provider, built once and cached.
+TALOS_FIPS_DIR="$(scripts/fips-provider.sh)"
+export TALOS_FIPS_DIR
 exec cargo test --release "$@"

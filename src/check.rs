@@ -48,6 +48,7 @@ pub fn run(cfg: &ServeConfig) -> Result<Report, String> {
         ),
         ("audit", audit_text(&cfg.audit)),
         ("policy", crate::server::describe_policy(&snap.policy)),
+        ("fips", fips_text()),
     ];
     let serving_sans: Vec<San> = match &snap.external_tls {
         Some(ext) => {
@@ -121,6 +122,15 @@ fn warnings(cfg: &ServeConfig, snap: &Snapshot, days_left: i64) -> Vec<String> {
         );
     }
     w
+}
+
+fn fips_text() -> String {
+    let f = crate::fips::state();
+    if f.enabled {
+        format!("on via {} (provider {})", f.source, f.provider)
+    } else {
+        format!("off (provider {})", f.provider)
+    }
 }
 
 fn loose_mode(path: &Path) -> Option<u32> {

@@ -149,6 +149,12 @@ pub struct ServeArgs {
     /// where --dev writes its CA and token [default ./dev-pki]
     #[argh(option)]
     pub dev_dir: Option<PathBuf>,
+    /// FIPS mode: load the OpenSSL fips and base providers, fips=yes for everything, refuse non-approved keys [env FIPS_MODE=1]
+    #[argh(switch)]
+    pub fips: bool,
+    /// in FIPS mode, still allow Ed25519 (for modules that approve EdDSA) [env FIPS_ALLOW_ED25519=1]
+    #[argh(switch)]
+    pub fips_allow_ed25519: bool,
     /// load and check the configuration, report it, and exit (`check` is short for `serve --check`)
     #[argh(switch)]
     pub check: bool,
@@ -357,6 +363,8 @@ impl ServeArgs {
             reload_interval: env.interval(self.reload_interval, "RELOAD_INTERVAL", "10s")?,
             health_listen: env.addr(self.health_listen, "HEALTH_LISTEN")?,
             metrics_listen: env.addr(self.metrics_listen, "METRICS_LISTEN")?,
+            fips: env.switch(self.fips, "FIPS_MODE")?,
+            fips_allow_ed25519: env.switch(self.fips_allow_ed25519, "FIPS_ALLOW_ED25519")?,
             dev: self.dev.then_some(DevPlan {
                 dir: dev_dir,
                 make_ca,

@@ -40,6 +40,10 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     pub health_listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
+    /// `--fips`: load the FIPS provider and refuse non-approved keys.
+    pub fips: bool,
+    /// `--fips-allow-ed25519`: for modules that approve EdDSA.
+    pub fips_allow_ed25519: bool,
     /// `--dev`: which throwaway material to create before loading.
     pub dev: Option<DevPlan>,
 }

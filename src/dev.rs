@@ -5,14 +5,13 @@ use std::fs;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::{X509Builder, X509Name, X509};
 
 use crate::config::DevPlan;
-use crate::pki::keys::openssl_reason;
+use crate::pki::keys::{openssl_reason, KeyType};
 use crate::write_new_file;
 
 /// Throwaway CAs live a year: long enough for any dev session.
@@ -22,8 +21,15 @@ pub fn prepare(plan: &DevPlan) -> Result<(), String> {
     fs::create_dir_all(&plan.dir)
         .map_err(|e| format!("--dev: cannot create {}: {e}", plan.dir.display()))?;
     if plan.make_ca {
+        // FIPS mode refuses Ed25519 (unless allowed): the dev CA is P-256 then.
+        let fips = crate::fips::state();
+        let key_type = if fips.enabled && !fips.allow_ed25519 {
+            KeyType::EcP256
+        } else {
+            KeyType::Ed25519
+        };
         let (cert, key) =
-            self_signed_ca().map_err(|e| format!("--dev: cannot create a CA: {e}"))?;
+            self_signed_ca(key_type).map_err(|e| format!("--dev: cannot create a CA: {e}"))?;
         let cert_pem = cert.to_pem().map_err(|e| openssl_reason(&e))?;
         let key_pem = key
             .private_key_to_pem_pkcs8()
@@ -42,11 +48,11 @@ pub fn prepare(plan: &DevPlan) -> Result<(), String> {
     Ok(())
 }
 
-/// A CA shaped like `talosctl gen secrets` makes: Ed25519, O=talos, CA:TRUE,
-/// keyUsage certSign + digitalSignature.
-pub fn self_signed_ca() -> Result<(X509, PKey<Private>), String> {
+/// A CA shaped like `talosctl gen secrets` makes (Ed25519 unless FIPS mode
+/// refuses it), O=talos, CA:TRUE, keyUsage certSign + digitalSignature.
+pub fn self_signed_ca(key_type: KeyType) -> Result<(X509, PKey<Private>), String> {
     let build = || -> Result<(X509, PKey<Private>), openssl::error::ErrorStack> {
-        let key = PKey::generate_ed25519()?;
+        let key = key_type.generate()?;
         let mut name = X509Name::builder()?;
         name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "talos")?;
         let name = name.build();
@@ -75,7 +81,7 @@ pub fn self_signed_ca() -> Result<(X509, PKey<Private>), String> {
         )?;
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
-        b.sign(&key, MessageDigest::null())?;
+        b.sign(&key, key_type.signing_digest())?;
         Ok((b.build(), key))
     };
     build().map_err(|e| openssl_reason(&e))

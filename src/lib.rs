@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod dev;
+pub mod fips;
 pub mod import;
 pub mod json;
 pub mod ops;

@@ -69,6 +69,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         return Ok(check(args));
     }
     let cfg = args.resolve(&env_var)?;
+    // Before anything else uses OpenSSL (dev keys, the gRPC environment).
+    talos_csr_signer::fips::setup(cfg.fips, cfg.fips_allow_ed25519)?;
     if let Some(plan) = &cfg.dev {
         dev::prepare(plan)?;
     }
@@ -83,10 +85,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
 /// `check`: exit 0 with a report when the configuration loads, 1 otherwise.
 fn check(args: ServeArgs) -> ExitCode {
     let json = args.json;
-    match args
-        .resolve(&env_var)
-        .and_then(|cfg| talos_csr_signer::check::run(&cfg))
-    {
+    let loaded = args.resolve(&env_var).and_then(|cfg| {
+        talos_csr_signer::fips::setup(cfg.fips, cfg.fips_allow_ed25519)?;
+        talos_csr_signer::check::run(&cfg)
+    });
+    match loaded {
         Ok(report) if json => {
             print!("{}", report.json());
             ExitCode::SUCCESS

@@ -59,6 +59,7 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let current = Arc::new(Current::new(Snapshot::load(cfg)?));
     let metrics = Metrics::new();
     metrics.ca_not_after.set(current.get().ca.not_after_unix());
+    metrics.fips_mode.set(i64::from(crate::fips::enabled()));
     let credentials = ServingCredentials::new(
         Arc::clone(&current),
         serving::serving_sans(&cfg.server_sans),
@@ -287,6 +288,15 @@ fn log_startup(
         )
     };
     info!("reload {reload}; open files limit {open_files}");
+    let fips = crate::fips::state();
+    if fips.enabled {
+        info!(
+            "FIPS mode: on via {} (provider {}; fips=yes for TLS and signing)",
+            fips.source, fips.provider
+        );
+    } else {
+        info!("FIPS mode: off (provider {})", fips.provider);
+    }
 }
 
 /// The policy in one line, for the startup log and `check`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::auth::TokenSet;
 use crate::config::{PolicyConfig, ServeConfig, TokenSource};
 use crate::pki::ca::{CaError, MachineCa};
+use crate::pki::keys::KeyType;
 use crate::pki::serving::{self, ServingCert};
 use crate::policy::{KeyClass, Policy};
 
@@ -54,7 +55,14 @@ impl Snapshot {
                     .map_err(|e| format!("token file {} {e}", path.display()))?
             }
         };
-        let policy = policy(&cfg.policy, &ca);
+        if crate::fips::enabled() && ca.key_type() == KeyType::Ed25519 && !cfg.fips_allow_ed25519 {
+            return Err(format!(
+                "CA key {}: the machine CA is Ed25519, refused in FIPS mode: {}",
+                cfg.ca_key.display(),
+                crate::fips::ED25519_REFUSED
+            ));
+        }
+        let policy = policy(&cfg.policy, &ca, cfg.fips_allow_ed25519)?;
         let external_tls = match &cfg.external_tls {
             Some((cert, key)) => {
                 let cert_pem = read(cert, "TLS certificate", "--tls-cert / TLS_CERT_PATH")?;
@@ -76,9 +84,22 @@ impl Snapshot {
 }
 
 /// Workers make their key the type of their CA, so the CA's own type is always
-/// allowed unless the operator lists key types explicitly.
-fn policy(cfg: &PolicyConfig, ca: &MachineCa) -> Policy {
-    let key_types = cfg.key_types.clone().unwrap_or_else(|| {
+/// allowed unless the operator lists key types explicitly. FIPS mode takes
+/// Ed25519 out (and refuses a list that names it) unless allowed.
+fn policy(cfg: &PolicyConfig, ca: &MachineCa, fips_allow_ed25519: bool) -> Result<Policy, String> {
+    let no_ed25519 = crate::fips::enabled() && !fips_allow_ed25519;
+    if no_ed25519
+        && cfg
+            .key_types
+            .as_ref()
+            .is_some_and(|t| t.contains(&KeyClass::Ed25519))
+    {
+        return Err(format!(
+            "ALLOWED_KEY_TYPES lists ed25519, refused in FIPS mode: {}",
+            crate::fips::ED25519_REFUSED
+        ));
+    }
+    let mut key_types = cfg.key_types.clone().unwrap_or_else(|| {
         let mut types = KeyClass::DEFAULT.to_vec();
         let own = KeyClass::of(ca.key_type());
         if !types.contains(&own) {
@@ -86,14 +107,17 @@ fn policy(cfg: &PolicyConfig, ca: &MachineCa) -> Policy {
         }
         types
     });
-    Policy {
+    if no_ed25519 {
+        key_types.retain(|k| *k != KeyClass::Ed25519);
+    }
+    Ok(Policy {
         allowed_ip_sans: cfg.allowed_ip_sans.clone(),
         allowed_dns_sans: cfg.allowed_dns_sans.clone(),
         peer_ip_must_match: cfg.peer_ip_must_match,
         max_sans: cfg.max_sans,
         max_csr_bytes: cfg.max_csr_bytes,
         key_types,
-    }
+    })
 }
 
 fn read(path: &Path, what: &str, setting: &str) -> Result<Vec<u8>, String> {

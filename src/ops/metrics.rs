@@ -24,6 +24,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub ca_not_after: IntGauge,
     pub serving_not_after: IntGauge,
+    pub fips_mode: IntGauge,
 }
 
 fn name(n: &str) -> String {
@@ -84,6 +85,10 @@ impl Metrics {
                 "serving_cert_not_after_timestamp_seconds",
                 "The serving certificate's notAfter, Unix time.",
             ),
+            fips_mode: gauge(
+                "fips_mode",
+                "1 when all cryptography runs on the OpenSSL FIPS provider.",
+            ),
             registry,
         };
         let build = IntGaugeVec::new(
@@ -105,6 +110,7 @@ impl Metrics {
             Box::new(m.reloads.clone()),
             Box::new(m.ca_not_after.clone()),
             Box::new(m.serving_not_after.clone()),
+            Box::new(m.fips_mode.clone()),
             Box::new(build),
         ];
         for c in collectors {
