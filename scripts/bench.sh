@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Benchmarks the release build on loopback and writes scripts/BENCHMARKS.md.
+# For an Ed25519 and an ECDSA P-256 machine CA it measures: idle RSS and
+# threads 1 s after ready; CPU used while idle; start-to-ready; signings/s over
+# persistent connections at concurrency 1, 16, 64 (p50/p99); p99 at 80 % of
+# the concurrency-16 rate; worker-style calls (a new TLS connection each);
+# peak RSS under load and with 1000 idle TLS connections; and the crypto
+# ceiling (parse+verify CSR, sign, in-process on all cores). Every call uses
+# one of 1000 distinct CSRs. The load generator runs on the same machine.
+#   scripts/bench.sh [--quick]   (--quick: 10 s idle window, fewer calls)
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
+quick="${1:-}"
+cd "$ROOT"
+scripts/setup.sh
+cargo build --release --locked --bins >&2
+BIN="$ROOT/target/release/talos-csr-signer"
+LOADGEN="$ROOT/target/release/loadgen"
+IDLE_S=60; CALLS=4000
+[ "$quick" = "--quick" ] && { IDLE_S=10; CALLS=1500; }
+work="$(mktemp -d)"
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+make_ca() { # $1 = ed25519 | p256
+  local d="$work/$1"
+  mkdir -p "$d"
+  if [ "$1" = ed25519 ]; then
+    openssl genpkey -algorithm ed25519 -out "$d/ca.key" 2>/dev/null
+  else
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" 2>/dev/null
+  fi
+  openssl req -x509 -new -key "$d/ca.key" -subj /O=talos -days 365 -out "$d/ca.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
+  echo "bench0.0123456789abcdef" >"$d/token"
+  chmod 600 "$d/ca.key" "$d/token"
+}
+
+row() { printf '| %s | %s |\n' "$1" "$2"; }
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
+  local kind="$1" kt="$2" d="$work/$1" port=50901 t0 ready rss threads c0 c1
+  make_ca "$kind"
+  t0="$(date +%s%N)"
+  "$BIN" serve --listen "127.0.0.1:$port" --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" \
+    --token-file "$d/token" --max-queue 100000 --auth-fail-limit 1000000 >/dev/null 2>&1 &
+  pid=$!
+  ready="$("$LOADGEN" ready --target "127.0.0.1:$port" --since-unix-ns "$t0" | field ready_ms)"
+  sleep 1
+  rss="$(status_kb "$pid" VmRSS)"; threads="$(status_kb "$pid" Threads)"
+  c0="$(cpu_ticks "$pid")"; sleep "$IDLE_S"; c1="$(cpu_ticks "$pid")"
+  local args=(--target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --key-type "$kt")
+  local c1r c16 c64 fresh paced rate80 hwm idle_rss
+  c1r="$("$LOADGEN" calls "${args[@]}" --concurrency 1 --requests "$((CALLS / 4))")"
+  c16="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$CALLS")"
+  c64="$("$LOADGEN" calls "${args[@]}" --concurrency 64 --requests "$CALLS")"
+  rate80="$(echo "$c16" | field rps | awk '{ printf "%d", $1 * 0.8 }')"
+  paced="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$CALLS" --rate "$rate80")"
+  fresh="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$((CALLS / 2))" --fresh)"
+  hwm="$(status_kb "$pid" VmHWM)"
+  "$LOADGEN" idle --target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --connections 1000 --hold 4 >/dev/null &
+  local idler=$!
+  sleep 3.5
+  idle_rss="$(status_kb "$pid" VmRSS)"
+  wait "$idler"
+  local ceiling
+  ceiling="$("$LOADGEN" ceiling --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" --key-type "$kt" --seconds 3 | field ops_per_s)"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  local r16 pct
+  r16="$(echo "$c16" | field rps)"
+  pct="$(awk -v a="$r16" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * a / b }')"
+  {
+    echo
+    echo "### $kind machine CA, $kt CSRs"
+    echo
+    echo "| measure | value |"
+    echo "|---|---|"
+    row "idle RSS 1 s after ready" "$((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MB"
+    row "threads" "$threads"
+    row "CPU while idle ($IDLE_S s)" "$((c1 - c0)) ticks ($(awk -v t="$((c1 - c0))" -v s="$IDLE_S" 'BEGIN { printf "%.2f", t / s }')/s)"
+    row "start to ready (TLS handshake accepted)" "$ready ms"
+    row "persistent, concurrency 1" "$(echo "$c1r" | field rps)/s, p50 $(echo "$c1r" | field p50_ms) ms, p99 $(echo "$c1r" | field p99_ms) ms"
+    row "persistent, concurrency 16" "$r16/s, p50 $(echo "$c16" | field p50_ms) ms, p99 $(echo "$c16" | field p99_ms) ms"
+    row "persistent, concurrency 64" "$(echo "$c64" | field rps)/s, p50 $(echo "$c64" | field p50_ms) ms, p99 $(echo "$c64" | field p99_ms) ms"
+    row "concurrency 16 paced at 80 % ($rate80/s)" "p50 $(echo "$paced" | field p50_ms) ms, p99 $(echo "$paced" | field p99_ms) ms"
+    row "worker-style (new TLS connection per call), concurrency 16" "$(echo "$fresh" | field rps)/s, p50 $(echo "$fresh" | field p50_ms) ms, p99 $(echo "$fresh" | field p99_ms) ms"
+    row "failed calls (all runs)" "$(( $(echo "$c1r" | field failed) + $(echo "$c16" | field failed) + $(echo "$c64" | field failed) + $(echo "$paced" | field failed) + $(echo "$fresh" | field failed) ))"
+    row "peak RSS under load" "$((hwm / 1024)) MB"
+    row "RSS with 1000 idle TLS connections" "$((idle_rss / 1024)) MB"
+    row "crypto ceiling (in-process, all cores)" "$ceiling/s; concurrency 16 reaches $pct %"
+  } >>"$work/table.md"
+}
+
+run_ca ed25519 ed25519
+run_ca p256 ecdsa-p256
+
+out="$ROOT/scripts/BENCHMARKS.md"
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`scripts/bench.sh${quick:+ $quick}\` on $(date -u +%Y-%m-%d) at commit $(git -C "$ROOT" rev-parse --short HEAD)."
+  echo "Machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r), $(openssl version | cut -d' ' -f1-2)."
+  echo "The load generator (target/release/loadgen) shares the machine and its cores with the server,"
+  echo "so throughput figures are lower bounds; defaults everywhere (audit and request logs to /dev/null)."
+  cat "$work/table.md"
+} >"$out"
+cat "$out"

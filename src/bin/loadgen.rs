@@ -1,0 +1,366 @@
+//! Load generator for scripts/bench.sh: talks to a signer on loopback with
+//! the grpcio client and prints one `key=value` line per run. Every request
+//! carries a distinct, pre-generated CSR, so nothing can be served from a cache.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use grpcio::{
+    CallOption, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder, Environment, MetadataBuilder,
+};
+use talos_csr_signer::client::build_csr;
+use talos_csr_signer::pki::keys::KeyType;
+use talos_csr_signer::pki::San;
+use talos_csr_signer::proto::security::CertificateRequest;
+use talos_csr_signer::proto::security_grpc::SecurityServiceClient;
+
+#[derive(FromArgs)]
+/// Load generator for talos-csr-signer benchmarks (loopback only).
+struct Args {
+    #[argh(subcommand)]
+    mode: Mode,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Mode {
+    Calls(Calls),
+    Idle(Idle),
+    Ready(Ready),
+    Ceiling(Ceiling),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "calls")]
+/// Certificate calls: persistent connections, or a fresh one per call (--fresh).
+struct Calls {
+    /// signer address (loopback)
+    #[argh(option)]
+    target: String,
+    /// machine CA certificate (trust for TLS)
+    #[argh(option)]
+    ca: PathBuf,
+    /// machine token file
+    #[argh(option)]
+    token_file: PathBuf,
+    /// parallel callers, each with its own connection
+    #[argh(option, default = "1")]
+    concurrency: usize,
+    /// total calls
+    #[argh(option, default = "2000")]
+    requests: usize,
+    /// distinct CSRs to cycle through (at least the number of requests is best)
+    #[argh(option, default = "1000")]
+    csrs: usize,
+    /// CSR key type
+    #[argh(option, default = "KeyType::Ed25519")]
+    key_type: KeyType,
+    /// a new TLS connection for every call, as Talos workers do
+    #[argh(switch)]
+    fresh: bool,
+    /// pace the whole run at this many calls per second (0: as fast as possible)
+    #[argh(option, default = "0.0")]
+    rate: f64,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "idle")]
+/// Opens N TLS connections (one call each), holds them idle, then exits.
+struct Idle {
+    #[argh(option)]
+    /// signer address (loopback)
+    target: String,
+    #[argh(option)]
+    /// machine CA certificate
+    ca: PathBuf,
+    #[argh(option)]
+    /// machine token file
+    token_file: PathBuf,
+    #[argh(option, default = "1000")]
+    /// connections to hold
+    connections: usize,
+    #[argh(option, default = "10")]
+    /// seconds to hold them after all are open
+    hold: u64,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ready")]
+/// Polls until the port completes a TLS handshake; prints the wait in ms.
+struct Ready {
+    #[argh(option)]
+    /// signer address (loopback)
+    target: String,
+    #[argh(option, default = "10000")]
+    /// give up after this many ms
+    timeout_ms: u64,
+    #[argh(option)]
+    /// measure from this CLOCK_REALTIME instant (ns since the epoch), e.g. the server's start
+    since_unix_ns: Option<u128>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ceiling")]
+/// In-process crypto ceiling: parse+verify CSR and sign a certificate in a tight loop on all cores.
+struct Ceiling {
+    #[argh(option)]
+    /// CA certificate
+    ca_cert: PathBuf,
+    #[argh(option)]
+    /// CA key
+    ca_key: PathBuf,
+    #[argh(option, default = "KeyType::Ed25519")]
+    /// CSR key type
+    key_type: KeyType,
+    #[argh(option, default = "3")]
+    /// seconds to run
+    seconds: u64,
+}
+
+fn main() {
+    let args: Args = argh::from_env();
+    match args.mode {
+        Mode::Calls(c) => calls(c),
+        Mode::Idle(i) => idle(i),
+        Mode::Ready(r) => ready(r),
+        Mode::Ceiling(c) => ceiling(c),
+    }
+}
+
+fn csrs(n: usize, kt: KeyType) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let key = kt.generate().unwrap();
+            let sans = [
+                San::Ip(
+                    format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)
+                        .parse()
+                        .unwrap(),
+                ),
+                San::Dns(format!("w{i}")),
+            ];
+            build_csr(&key, kt, &format!("w{i}.bench"), &sans).unwrap()
+        })
+        .collect()
+}
+
+fn client(env: &Arc<Environment>, target: &str, ca: &[u8]) -> SecurityServiceClient {
+    let creds = ChannelCredentialsBuilder::new()
+        .root_cert(ca.to_vec())
+        .build();
+    // Own subchannel pool: each client gets its own TCP+TLS connection.
+    let ch = ChannelBuilder::new(Arc::clone(env))
+        .use_local_subchannel_pool(true)
+        .set_credentials(creds)
+        .connect(target);
+    SecurityServiceClient::new(ch)
+}
+
+fn call(c: &SecurityServiceClient, token: &str, csr: &[u8]) -> bool {
+    let mut md = MetadataBuilder::new();
+    md.add_str("token", token).unwrap();
+    let opt = CallOption::default()
+        .headers(md.build())
+        .timeout(Duration::from_secs(30));
+    let req = CertificateRequest {
+        csr: csr.to_vec(),
+        ..Default::default()
+    };
+    c.certificate_opt(&req, opt).is_ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn calls(a: Calls) {
+    let ca = std::fs::read(&a.ca).unwrap();
+    let token = std::fs::read_to_string(&a.token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let csrs = Arc::new(csrs(a.csrs.max(1), a.key_type));
+    let env = Arc::new(EnvBuilder::new().cq_count(2).build());
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(a.concurrency + 1));
+    let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
+    let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let handles: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            let (env, ca, token, csrs, next, failed, barrier, start_at) = (
+                env.clone(),
+                ca.clone(),
+                token.clone(),
+                csrs.clone(),
+                next.clone(),
+                failed.clone(),
+                barrier.clone(),
+                start_at.clone(),
+            );
+            let (target, fresh, requests) = (a.target.clone(), a.fresh, a.requests);
+            thread::spawn(move || {
+                let mut lat = Vec::new();
+                let persistent = (!fresh).then(|| client(&env, &target, &ca));
+                if let Some(c) = &persistent {
+                    // Connect before timing starts.
+                    call(c, &token, &csrs[0]);
+                }
+                barrier.wait();
+                let t0 = *start_at.get_or_init(Instant::now);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= requests {
+                        break;
+                    }
+                    if let Some(iv) = interval {
+                        let due = t0 + iv * i as u32;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            thread::sleep(wait);
+                        }
+                    }
+                    let csr = &csrs[i % csrs.len()];
+                    let t = Instant::now();
+                    let ok = match &persistent {
+                        Some(c) => call(c, &token, csr),
+                        None => call(&client(&env, &target, &ca), &token, csr),
+                    };
+                    lat.push(t.elapsed());
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    let mut lat: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    println!(
+        "requests={} failed={} seconds={:.3} rps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        lat.len(),
+        failed.load(Ordering::Relaxed),
+        elapsed,
+        lat.len() as f64 / elapsed,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+}
+
+fn idle(a: Idle) {
+    let ca = std::fs::read(&a.ca).unwrap();
+    let token = std::fs::read_to_string(&a.token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let csr = csrs(1, KeyType::Ed25519).remove(0);
+    let env = Arc::new(EnvBuilder::new().cq_count(2).build());
+    let mut held = Vec::with_capacity(a.connections);
+    let mut ok = 0;
+    for _ in 0..a.connections {
+        let c = client(&env, &a.target, &ca);
+        if call(&c, &token, &csr) {
+            ok += 1;
+        }
+        held.push(c);
+    }
+    println!("connections={} ok={ok} holding_s={}", a.connections, a.hold);
+    thread::sleep(Duration::from_secs(a.hold));
+    drop(held);
+}
+
+fn ready(a: Ready) {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let t0 = Instant::now();
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_alpn_protos(b"\x02h2").unwrap();
+    let connector = b.build();
+    loop {
+        if let Ok(tcp) = std::net::TcpStream::connect(&a.target) {
+            let cfg = connector.configure().unwrap().verify_hostname(false);
+            if cfg.connect("localhost", tcp).is_ok() {
+                let ms = match a.since_unix_ns {
+                    Some(start) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_nanos();
+                        now.saturating_sub(start) as f64 / 1e6
+                    }
+                    None => t0.elapsed().as_secs_f64() * 1000.0,
+                };
+                println!("ready_ms={ms:.1}");
+                return;
+            }
+        }
+        if t0.elapsed() > Duration::from_millis(a.timeout_ms) {
+            println!("ready_ms=timeout");
+            std::process::exit(1);
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn ceiling(a: Ceiling) {
+    use talos_csr_signer::pki::ca::MachineCa;
+    use talos_csr_signer::pki::issue;
+    use talos_csr_signer::policy::Policy;
+    let ca = MachineCa::new(
+        &std::fs::read(&a.ca_cert).unwrap(),
+        &std::fs::read(&a.ca_key).unwrap(),
+        &[],
+        talos_csr_signer::unix_now(),
+    )
+    .unwrap();
+    let ca = Arc::new(ca);
+    let csrs = Arc::new(csrs(1000, a.key_type));
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let stop = Instant::now() + Duration::from_secs(a.seconds);
+    let policy = Arc::new(Policy {
+        key_types: vec![talos_csr_signer::policy::KeyClass::of(a.key_type)],
+        ..Policy::default()
+    });
+    let handles: Vec<_> = (0..cores)
+        .map(|t| {
+            let (ca, csrs, policy) = (ca.clone(), csrs.clone(), policy.clone());
+            thread::spawn(move || {
+                let mut n = 0usize;
+                while Instant::now() < stop {
+                    let csr = issue::parse(&policy, &csrs[(t * 7919 + n) % csrs.len()]).unwrap();
+                    issue::issue(
+                        &ca,
+                        &policy,
+                        &csr,
+                        None,
+                        Duration::from_secs(86_400),
+                        talos_csr_signer::unix_now(),
+                    )
+                    .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    println!(
+        "cores={cores} ops={total} ops_per_s={:.0}",
+        total as f64 / a.seconds as f64
+    );
+}
