@@ -114,7 +114,7 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let mut reloader = Reloader::new(cfg, current, metrics);
     let name = serve_until_shutdown(cfg, &signals, &mut reloader, &audit, &health);
     info!("received {name}: refusing new calls, finishing calls in flight");
-    health.begin_shutdown();
+    health.begin_shutdown(Duration::from_secs(1));
     notify::stopping();
     shutdown(server);
     if let Some((plain, _)) = plain_health {

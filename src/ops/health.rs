@@ -69,10 +69,15 @@ impl HealthState {
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// NOT_SERVING from now on; Watch streams send it and end.
-    pub fn begin_shutdown(&self) {
+    /// NOT_SERVING from now on; Watch streams send it and end. Waits (up to
+    /// `within`) until they have, so stopping the servers cannot cut one short.
+    pub fn begin_shutdown(&self, within: std::time::Duration) {
         self.lock().stopping = true;
         self.poke();
+        let deadline = std::time::Instant::now() + within;
+        while self.lock().watchers > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     fn status(&self) -> ServingStatus {
