@@ -81,8 +81,13 @@ impl Policy {
         Ok(())
     }
 
-    /// `described` names the key for the message when it is not a known type.
-    pub fn check_key(&self, key: Option<KeyType>, described: &str) -> Result<(), Denial> {
+    /// `describe` names the key for the message when it is refused (only then
+    /// is it worth the work).
+    pub fn check_key(
+        &self,
+        key: Option<KeyType>,
+        describe: impl FnOnce() -> String,
+    ) -> Result<(), Denial> {
         let allowed = || {
             let names: Vec<&str> = self.key_types.iter().map(|k| k.name()).collect();
             names.join(", ")
@@ -96,7 +101,8 @@ impl Policy {
             _ => Err(invalid(
                 "key_type",
                 format!(
-                    "CSR key is {described}; allowed: {} (--allowed-key-types)",
+                    "CSR key is {}; allowed: {} (--allowed-key-types)",
+                    describe(),
                     allowed()
                 ),
             )),
@@ -529,10 +535,10 @@ mod tests {
             KeyType::Rsa(2048),
             KeyType::Rsa(4096),
         ] {
-            assert_eq!(p.check_key(Some(ok), "x"), Ok(()), "{ok}");
+            assert_eq!(p.check_key(Some(ok), || "x".into()), Ok(()), "{ok}");
         }
         for bad in [Some(KeyType::EcP521), Some(KeyType::Rsa(1024)), None] {
-            let d = p.check_key(bad, "Ed448").unwrap_err();
+            let d = p.check_key(bad, || "Ed448".into()).unwrap_err();
             assert_eq!((d.kind, d.forbidden), ("key_type", false));
         }
         let only_ec = Policy {
@@ -540,7 +546,7 @@ mod tests {
             ..Policy::default()
         };
         assert!(only_ec
-            .check_key(Some(KeyType::Ed25519), "x")
+            .check_key(Some(KeyType::Ed25519), || "x".into())
             .unwrap_err()
             .reason
             .contains("allowed: ecdsa-p256"));

@@ -7,11 +7,11 @@ use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
-use openssl::pkey::{HasPublic, PKey, PKeyRef, Public};
+use openssl::pkey::{PKeyRef, Private};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
-use openssl::x509::{X509Builder, X509Name, X509NameRef, X509Req, X509};
+use openssl::x509::{X509Builder, X509Name, X509NameRef, X509Req, X509ReqRef, X509};
 
 use super::ca::MachineCa;
 use super::keys::{self, KeyType};
@@ -25,7 +25,7 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 /// A CSR that passed every check that needs only the CSR: what the caller
 /// asked for, as we would certify it.
 pub struct Csr {
-    key: PKey<Public>,
+    req: X509Req,
     subject: X509Name,
     pub common_name: String,
     pub key_type: KeyType,
@@ -84,7 +84,7 @@ pub fn parse(policy: &Policy, csr_pem: &[u8]) -> Result<Csr, IssueError> {
     })?;
     // Refuse weak or unwanted key types before spending time on them.
     let key_type = KeyType::of(&key);
-    policy.check_key(key_type, &KeyType::describe(&key))?;
+    policy.check_key(key_type, || KeyType::describe(&key))?;
     let key_type = key_type.ok_or_else(|| invalid("CSR key type is not supported"))?;
     // Proof of possession: a CSR not signed by its own key may carry a key the
     // caller does not hold. Upstream answers INTERNAL; the fault is the caller's.
@@ -107,7 +107,7 @@ pub fn parse(policy: &Policy, csr_pem: &[u8]) -> Result<Csr, IssueError> {
         ));
     }
     Ok(Csr {
-        key,
+        req,
         common_name: common_name(&subject),
         subject,
         key_type,
@@ -128,26 +128,44 @@ pub fn issue(
     now_unix: i64,
 ) -> Result<Issued, IssueError> {
     policy.check_sans(&csr.sans, peer)?;
-    let (cert, serial_hex) =
-        sign_server_cert(ca, &csr.subject, &csr.key, &csr.sans, validity, now_unix)?;
+    let signed = sign_server_cert(
+        ca,
+        &csr.subject,
+        SubjectKey::Csr(&csr.req),
+        &csr.sans,
+        validity,
+        now_unix,
+    )?;
     Ok(Issued {
-        not_after_unix: super::ca::unix_time(cert.not_after()),
-        pem: cert.to_pem()?,
-        serial_hex,
+        pem: signed.cert.to_pem()?,
+        serial_hex: signed.serial_hex,
+        not_after_unix: signed.not_after_unix,
     })
 }
 
 /// The one certificate profile we issue, for workers and for ourselves: an
 /// end-entity TLS server certificate.
-pub(super) fn sign_server_cert<T: HasPublic>(
+/// The key a certificate certifies: a CSR's (copied as is), or our own.
+pub(super) enum SubjectKey<'a> {
+    Csr(&'a X509ReqRef),
+    Key(&'a PKeyRef<Private>),
+}
+
+pub(super) struct Signed {
+    pub cert: X509,
+    pub serial_hex: String,
+    pub not_after_unix: i64,
+}
+
+pub(super) fn sign_server_cert(
     ca: &MachineCa,
     subject: &X509NameRef,
-    key: &PKeyRef<T>,
+    key: SubjectKey<'_>,
     sans: &[San],
     validity: Duration,
     now_unix: i64,
-) -> Result<(X509, String), IssueError> {
-    let (not_before, not_after) = validity_window(ca, validity, now_unix)?;
+) -> Result<Signed, IssueError> {
+    let (not_before_unix, not_after_unix) = validity_window(ca, validity, now_unix)?;
     let mut serial = BigNum::new()?;
     // 128 random bits with the top bit set: positive, 17 DER octets (≤ 20), from
     // the provider's DRBG.
@@ -159,10 +177,12 @@ pub(super) fn sign_server_cert<T: HasPublic>(
     b.set_serial_number(&serial_asn1)?;
     b.set_subject_name(subject)?;
     b.set_issuer_name(ca.cert().subject_name())?;
-    b.set_pubkey(key)?;
+    if let SubjectKey::Key(key) = key {
+        b.set_pubkey(key)?;
+    }
     let (not_before, not_after) = (
-        Asn1Time::from_unix(not_before)?,
-        Asn1Time::from_unix(not_after)?,
+        Asn1Time::from_unix(not_before_unix)?,
+        Asn1Time::from_unix(not_after_unix)?,
     );
     b.set_not_before(&not_before)?;
     b.set_not_after(&not_after)?;
@@ -180,8 +200,16 @@ pub(super) fn sign_server_cert<T: HasPublic>(
         .issuer(false)
         .build(&b.x509v3_context(Some(ca.cert()), None))?;
     b.append_extension(aki)?;
-    b.sign(ca.key(), ca.digest())?;
-    Ok((b.build(), serial.to_hex_str()?.to_string()))
+    let cert = b.build();
+    if let SubjectKey::Csr(req) = key {
+        ffi::copy_public_key(req, &cert)?;
+    }
+    ffi::sign(&cert, ca.key(), ca.digest())?;
+    Ok(Signed {
+        cert,
+        serial_hex: serial.to_hex_str()?.to_string(),
+        not_after_unix,
+    })
 }
 
 fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {

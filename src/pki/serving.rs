@@ -8,7 +8,7 @@ use openssl::nid::Nid;
 use openssl::x509::X509Name;
 
 use super::ca::MachineCa;
-use super::issue::{sign_server_cert, IssueError};
+use super::issue::{sign_server_cert, IssueError, SubjectKey};
 use super::keys::{self, KeyType};
 use super::San;
 
@@ -45,12 +45,19 @@ pub fn generate(
     let mut subject = X509Name::builder()?;
     subject.append_entry_by_nid(Nid::COMMONNAME, "talos-csr-signer")?;
     let subject = subject.build();
-    let (cert, serial) = sign_server_cert(ca, &subject, &key, sans, lifetime, now_unix)?;
-    let not_after_unix = super::ca::unix_time(cert.not_after());
+    let signed = sign_server_cert(
+        ca,
+        &subject,
+        SubjectKey::Key(&key),
+        sans,
+        lifetime,
+        now_unix,
+    )?;
+    let not_after_unix = signed.not_after_unix;
     Ok(ServingCert {
-        cert_pem: cert.to_pem()?,
+        cert_pem: signed.cert.to_pem()?,
         key_pem: key.private_key_to_pem_pkcs8()?,
-        serial_hex: serial,
+        serial_hex: signed.serial_hex,
         not_after_unix,
         renew_at_unix: now_unix + ((not_after_unix - now_unix) / 2).max(1),
     })
