@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// signing threads [env WORKERS; default: number of CPUs]
     #[argh(option)]
     pub workers: Option<String>,
+    /// gRPC completion-queue threads (accept and decode calls) [env CQ_COUNT; default 1]
+    #[argh(option)]
+    pub cq_count: Option<String>,
     /// calls queued or in signing before new ones get RESOURCE_EXHAUSTED [env MAX_QUEUE; default 256]
     #[argh(option)]
     pub max_queue: Option<String>,
@@ -335,6 +338,7 @@ impl ServeArgs {
             external_tls,
             workers: env.number(self.workers, "WORKERS", default_workers(), 1..=256)?,
             max_queue: env.number(self.max_queue, "MAX_QUEUE", 256, 1..=1_000_000)?,
+            cq_count: env.number(self.cq_count, "CQ_COUNT", 1, 1..=64)?,
             policy: PolicyConfig {
                 allowed_ip_sans: env.list(self.allowed_ip_sans, "ALLOWED_IP_SANS")?,
                 allowed_dns_sans: env.list(self.allowed_dns_sans, "ALLOWED_DNS_SANS")?,

@@ -31,6 +31,8 @@ pub struct ServeConfig {
     /// `--tls-cert` / `--tls-key`: serve these instead of a generated cert.
     pub external_tls: Option<(PathBuf, PathBuf)>,
     pub workers: usize,
+    /// gRPC completion queues (each one thread).
+    pub cq_count: usize,
     /// Calls queued or being signed before new ones are refused.
     pub max_queue: usize,
     pub policy: PolicyConfig,

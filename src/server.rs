@@ -73,9 +73,14 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
     let signals = signals::listen()?;
     let open_files = crate::ops::limits::raise_open_files_limit();
 
-    // One completion queue: its thread only accepts and decodes calls, the
-    // signing pool does the work.
-    let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("grpc-cq").build());
+    // One completion queue is enough (measured, scripts/BENCHMARKS.md): its
+    // thread only accepts and decodes calls, the signing pool does the work.
+    let env = Arc::new(
+        EnvBuilder::new()
+            .cq_count(cfg.cq_count)
+            .name_prefix("grpc-cq")
+            .build(),
+    );
     let pool = Pool::new(cfg.workers, cfg.max_queue)?;
     let signer = Signer::new(
         pool.clone(),
