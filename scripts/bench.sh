@@ -35,7 +35,7 @@ make_ca() { # $1 = ed25519 | p256
   fi
   openssl req -x509 -new -key "$d/ca.key" -subj /O=talos -days 365 -out "$d/ca.crt" \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
-  echo "bench0.0123456789abcdef" >"$d/token"
+  echo "$(openssl rand -hex 3).$(openssl rand -hex 8)" >"$d/token"
   chmod 600 "$d/ca.key" "$d/token"
 }
 
@@ -45,7 +45,7 @@ status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
-  local kind="$1" kt="$2" d="$work/$1" port=50901 t0 ready rss threads c0 c1
+  local kind="$1" kt="$2" d="$work/$1" port=50901 t0 ready rss anon threads c0 c1
   make_ca "$kind"
   t0="$(date +%s%N)"
   "$BIN" serve --listen "127.0.0.1:$port" --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" \
@@ -53,7 +53,7 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   pid=$!
   ready="$("$LOADGEN" ready --target "127.0.0.1:$port" --since-unix-ns "$t0" | field ready_ms)"
   sleep 1
-  rss="$(status_kb "$pid" VmRSS)"; threads="$(status_kb "$pid" Threads)"
+  rss="$(status_kb "$pid" VmRSS)"; anon="$(status_kb "$pid" RssAnon)"; threads="$(status_kb "$pid" Threads)"
   c0="$(cpu_ticks "$pid")"; sleep "$IDLE_S"; c1="$(cpu_ticks "$pid")"
   local args=(--target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --key-type "$kt")
   local c1r c16 c64 fresh paced rate80 hwm idle_rss
@@ -64,9 +64,11 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   paced="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$CALLS" --rate "$rate80")"
   fresh="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$((CALLS / 2))" --fresh)"
   hwm="$(status_kb "$pid" VmHWM)"
-  "$LOADGEN" idle --target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --connections 1000 --hold 4 >/dev/null &
+  "$LOADGEN" idle --target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --connections 1000 --hold 4 >"$work/idle.out" &
   local idler=$!
-  sleep 3.5
+  # Sample once all 1000 are open (loadgen says so), while they are held.
+  until grep -q connections= "$work/idle.out" 2>/dev/null; do sleep 0.2; done
+  sleep 1
   idle_rss="$(status_kb "$pid" VmRSS)"
   wait "$idler"
   local ceiling
@@ -81,7 +83,7 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
     echo
     echo "| measure | value |"
     echo "|---|---|"
-    row "idle RSS 1 s after ready" "$((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MB"
+    row "idle RSS 1 s after ready" "$((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MB ($((anon / 1024)).$(( (anon % 1024) * 10 / 1024 )) MB anonymous; the rest is code pages shared between instances)"
     row "threads" "$threads"
     row "CPU while idle ($IDLE_S s)" "$((c1 - c0)) ticks ($(awk -v t="$((c1 - c0))" -v s="$IDLE_S" 'BEGIN { printf "%.2f", t / s }')/s)"
     row "start to ready (TLS handshake accepted)" "$ready ms"
@@ -101,6 +103,8 @@ run_ca ed25519 ed25519
 run_ca p256 ecdsa-p256
 
 out="$ROOT/scripts/BENCHMARKS.md"
+# Keep the hand-written history (everything from "## History" on).
+history="$(sed -n '/^## History/,$p' "$out" 2>/dev/null || true)"
 {
   echo "# Benchmarks"
   echo
@@ -109,5 +113,9 @@ out="$ROOT/scripts/BENCHMARKS.md"
   echo "The load generator (target/release/loadgen) shares the machine and its cores with the server,"
   echo "so throughput figures are lower bounds; defaults everywhere (audit and request logs to /dev/null)."
   cat "$work/table.md"
+  if [ -n "$history" ]; then
+    echo
+    echo "$history"
+  fi
 } >"$out"
 cat "$out"
