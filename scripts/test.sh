@@ -9,6 +9,9 @@ set -euo pipefail
 help_if_asked "${1:-}"
 cd "$ROOT"
 scripts/setup.sh
+# The hostile-input tests speak raw HTTP/2 through Python's h2 package.
+python3 -c 'import h2' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check "h2==4.1.0"
 # The FIPS tests run on a real FIPS provider, built once and cached.
 TALOS_FIPS_DIR="$(scripts/fips-provider.sh)"
 export TALOS_FIPS_DIR

@@ -53,6 +53,7 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const TSI_FRAME_BYTES: i32 = 4096;
+const MAX_METADATA_BYTES: i32 = 8192;
 const READ_CHUNK_BYTES: i32 = 4096;
 
 /// Loads everything, listens, calls `on_ready`, serves (reloading on SIGHUP
@@ -229,6 +230,10 @@ fn server_builder(env: Arc<grpcio::Environment>) -> ServerBuilder {
         // Per-connection buffers sized for < 2 KiB requests instead of gRPC's
         // 16 KiB TLS frames and 8 KiB reads (idle connections cost less).
         .raw_cfg_int(arg("grpc.tsi.max_frame_size"), TSI_FRAME_BYTES)
+        // One hard limit for request metadata (a worker sends ~0.5 KiB): gRPC
+        // core would otherwise refuse 8-16 KiB at random.
+        .raw_cfg_int(arg("grpc.max_metadata_size"), MAX_METADATA_BYTES)
+        .raw_cfg_int(arg("grpc.absolute_max_metadata_size"), MAX_METADATA_BYTES)
         .tcp_read_chunk_size(READ_CHUNK_BYTES)
         .tcp_min_read_chunk_size(READ_CHUNK_BYTES)
         .tcp_max_read_chunk_size(4 * READ_CHUNK_BYTES)

@@ -124,7 +124,7 @@ fn malformed_csrs_are_invalid_argument_and_the_server_keeps_serving() {
         ("empty", vec![], "csr is empty"),
         ("not PEM", b"hello, signer".to_vec(), "csr is not PEM"),
         ("DER", der, "csr is not PEM"),
-        ("truncated", half, "csr PEM does not decode"),
+        ("truncated", half, "csr PEM block has no END line"),
         (
             "bytes cut from the middle",
             truncated_body,

@@ -230,6 +230,10 @@ fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {
             ))
         }
     }
+    // Exactly one block and nothing around it: a second block or stray bytes
+    // would be silently ignored by the PEM reader, and what was signed would
+    // no longer be obviously what was sent.
+    single_block(pem)?;
     X509Req::from_pem(pem).map_err(|e| {
         invalid(format!(
             "csr PEM does not decode: {}",
@@ -238,15 +242,51 @@ fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {
     })
 }
 
+fn single_block(pem: &[u8]) -> Result<(), IssueError> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let blocks = pem.windows(11).filter(|w| w == b"-----BEGIN ").count();
+    if blocks > 1 {
+        return Err(invalid(format!(
+            "csr holds {blocks} PEM blocks; send exactly one CERTIFICATE REQUEST"
+        )));
+    }
+    let begin = find(pem, b"-----BEGIN ").unwrap_or(0);
+    if !pem[..begin].iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("csr has data before its PEM block"));
+    }
+    let Some(end) = find(pem, b"-----END ") else {
+        return Err(invalid("csr PEM block has no END line"));
+    };
+    let after_label = pem[end + 9..]
+        .windows(5)
+        .position(|w| w == b"-----")
+        .map(|i| end + 9 + i + 5);
+    match after_label {
+        Some(tail) if pem[tail..].iter().all(u8::is_ascii_whitespace) => Ok(()),
+        Some(_) => Err(invalid("csr has data after its PEM block")),
+        None => Err(invalid("csr PEM END line is cut off")),
+    }
+}
+
 fn subject_without_org(name: &X509NameRef) -> Result<(X509Name, usize), IssueError> {
     let mut out = X509Name::builder()?;
     let mut stripped = 0;
     for entry in name.entries() {
         if entry.object().nid() == Nid::ORGANIZATIONNAME {
             stripped += 1;
-        } else {
-            out.append_entry(entry)?;
+            continue;
         }
+        // Names are printed by talosctl, logs and audit tools: text only.
+        let data = entry.data().as_slice();
+        let text = std::str::from_utf8(data).ok();
+        if text.is_none_or(|t| t.chars().any(char::is_control)) {
+            return Err(invalid(format!(
+                "CSR subject {} \"{}\" has control characters or is not UTF-8",
+                entry.object().nid().short_name().unwrap_or("attribute"),
+                printable(&data[..data.len().min(64)])
+            )));
+        }
+        out.append_entry(entry)?;
     }
     Ok((out.build(), stripped))
 }
@@ -273,6 +313,10 @@ fn requested_sans(req: &X509Req) -> Result<(Vec<San>, usize), IssueError> {
         }
         ffi::RequestedSans::Malformed => return Err(invalid("CSR subjectAltName does not decode")),
     };
+    // RFC 5280: GeneralNames has at least one entry.
+    if names.is_empty() {
+        return Err(invalid("CSR subjectAltName is empty"));
+    }
     let mut sans = Vec::with_capacity(names.len());
     let mut dropped = exts.len() - 1;
     for name in &names {
