@@ -258,6 +258,7 @@ proptest! {
         want.push((Nid::AUTHORITY_KEY_IDENTIFIER, false));
         prop_assert_eq!(common::extensions(&cert), want);
         prop_assert_eq!(cert_sans(&cert), asked_sans(&spec), "SANs differ from the DNS/IP names asked");
+        common::verify_chain(&cert, std::slice::from_ref(ca.cert())).map_err(TestCaseError::fail)?;
         let nb = unix(cert.not_before());
         let na = unix(cert.not_after());
         prop_assert!(na <= now + VALIDITY.as_secs() as i64 && na <= *ca_not_after && na > now);
