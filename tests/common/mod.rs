@@ -421,7 +421,8 @@ impl Server {
         );
     }
 
-    fn wait_log_at_least(&self, needle: &str, n: usize) {
+    /// Waits until `needle` occurs at least `n` times.
+    pub fn wait_log_at_least(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.log().matches(needle).count() < n {
             assert!(
