@@ -255,6 +255,7 @@ proptest! {
             let empty_subject = cert.subject_name().entries().next().is_none();
             want.push((Nid::SUBJECT_ALT_NAME, empty_subject));
         }
+        want.push((Nid::SUBJECT_KEY_IDENTIFIER, false));
         want.push((Nid::AUTHORITY_KEY_IDENTIFIER, false));
         prop_assert_eq!(common::extensions(&cert), want);
         prop_assert_eq!(cert_sans(&cert), asked_sans(&spec), "SANs differ from the DNS/IP names asked");

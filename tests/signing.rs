@@ -84,8 +84,18 @@ fn assert_issued(
     if !want.is_empty() {
         exts.push((Nid::SUBJECT_ALT_NAME, false));
     }
+    exts.push((Nid::SUBJECT_KEY_IDENTIFIER, false));
     exts.push((Nid::AUTHORITY_KEY_IDENTIFIER, false));
     assert_eq!(extensions(&leaf), exts);
+    // RFC 7093 method 1: SHA-256 of the key bits, leftmost 160 bits.
+    let spki = leaf.public_key().unwrap().public_key_to_der().unwrap();
+    let bits = &spki[spki.len() - key_bits_len(&spki)..];
+    let want = openssl::sha::sha256(bits);
+    assert_eq!(
+        leaf.subject_key_id().unwrap().as_slice(),
+        &want[..20],
+        "SKI"
+    );
     assert!(!is_ca(&leaf), "never a CA");
     assert_eq!(leaf.key_usage(), Some(X509KeyUsage::DIGITAL_SIGNATURE));
     assert_eq!(
@@ -112,6 +122,30 @@ fn assert_issued(
 
     verify_chain(&leaf, bundle).expect("chain verifies with OpenSSL against the returned ca");
     leaf
+}
+
+/// Length of the subjectPublicKey bits at the end of an SPKI DER (the BIT
+/// STRING is its last element).
+fn key_bits_len(spki: &[u8]) -> usize {
+    // Walk: SEQUENCE header, AlgorithmIdentifier, BIT STRING header, unused-bits octet.
+    let hdr = |at: usize| -> (usize, usize) {
+        let b = spki[at + 1];
+        if b < 0x80 {
+            (2, b as usize)
+        } else {
+            let n = (b & 0x7f) as usize;
+            (
+                2 + n,
+                spki[at + 2..at + 2 + n]
+                    .iter()
+                    .fold(0, |a, x| a << 8 | *x as usize),
+            )
+        }
+    };
+    let (oh, _) = hdr(0);
+    let (ah, al) = hdr(oh);
+    let (_, bl) = hdr(oh + ah + al);
+    bl - 1
 }
 
 fn sign_and_check(ca_type: KeyType, csr_type: KeyType) {

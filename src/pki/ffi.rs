@@ -152,6 +152,23 @@ pub fn copy_public_key(
     Ok(())
 }
 
+/// The subjectPublicKey bits of a CSR (BIT STRING content), as they will
+/// appear in the certificate.
+pub fn public_key_bits(req: &openssl::x509::X509ReqRef) -> Result<Vec<u8>, ErrorStack> {
+    use std::ptr::null_mut;
+    // SAFETY: read-only access to the CSR's own X509_PUBKEY; bytes are copied.
+    unsafe {
+        let src = X509_REQ_get_X509_PUBKEY(req.as_ptr());
+        let (mut alg, mut bits, mut len, mut algor) = (null_mut(), std::ptr::null(), 0, null_mut());
+        if src.is_null()
+            || X509_PUBKEY_get0_param(&mut alg, &mut bits, &mut len, &mut algor, src) != 1
+        {
+            return Err(ErrorStack::get());
+        }
+        Ok(std::slice::from_raw_parts(bits, len as usize).to_vec())
+    }
+}
+
 /// Signs a finished certificate (X509_sign), as the builder would.
 pub fn sign(
     cert: &openssl::x509::X509Ref,

@@ -177,9 +177,13 @@ pub(super) fn sign_server_cert(
     b.set_serial_number(&serial_asn1)?;
     b.set_subject_name(subject)?;
     b.set_issuer_name(ca.cert().subject_name())?;
-    if let SubjectKey::Key(key) = key {
-        b.set_pubkey(key)?;
-    }
+    let key_bits = match key {
+        SubjectKey::Key(key) => {
+            b.set_pubkey(key)?;
+            spki_bits(&key.public_key_to_der()?)?
+        }
+        SubjectKey::Csr(req) => ffi::public_key_bits(req)?,
+    };
     let (not_before, not_after) = (
         Asn1Time::from_unix(not_before_unix)?,
         Asn1Time::from_unix(not_after_unix)?,
@@ -195,6 +199,7 @@ pub(super) fn sign_server_cert(
         let empty_subject = subject.entries().next().is_none();
         b.append_extension(san_extension(sans, empty_subject, &b)?)?;
     }
+    b.append_extension(subject_key_id(&key_bits)?)?;
     let aki = AuthorityKeyIdentifier::new()
         .keyid(false)
         .issuer(false)
@@ -210,6 +215,46 @@ pub(super) fn sign_server_cert(
         serial_hex: serial.to_hex_str()?.to_string(),
         not_after_unix,
     })
+}
+
+/// subjectKeyIdentifier as RFC 7093 method 1: the leftmost 160 bits of the
+/// SHA-256 of the key bits (RFC 5280 asks end-entity certificates to carry
+/// one; SHA-256 keeps SHA-1 out of FIPS deployments).
+fn subject_key_id(key_bits: &[u8]) -> Result<openssl::x509::X509Extension, IssueError> {
+    let digest = openssl::hash::hash(openssl::hash::MessageDigest::sha256(), key_bits)?;
+    let mut der = vec![0x04, 20];
+    der.extend_from_slice(&digest[..20]);
+    let oid = openssl::asn1::Asn1Object::from_str("2.5.29.14")?;
+    let value = openssl::asn1::Asn1OctetString::new_from_bytes(&der)?;
+    Ok(openssl::x509::X509Extension::new_from_der(
+        &oid, false, &value,
+    )?)
+}
+
+/// The subjectPublicKey bits inside a SubjectPublicKeyInfo DER
+/// (SEQUENCE { AlgorithmIdentifier, BIT STRING }).
+fn spki_bits(der: &[u8]) -> Result<Vec<u8>, IssueError> {
+    let bad = || IssueError::Internal("malformed SubjectPublicKeyInfo".to_string());
+    let header = |at: usize| -> Option<(usize, usize)> {
+        let first = *der.get(at + 1)?;
+        if first < 0x80 {
+            return Some((2, usize::from(first)));
+        }
+        let n = usize::from(first & 0x7f);
+        let len = der
+            .get(at + 2..at + 2 + n)?
+            .iter()
+            .fold(0usize, |a, b| a << 8 | usize::from(*b));
+        Some((2 + n, len))
+    };
+    let (outer, _) = header(0).ok_or_else(bad)?;
+    let (alg_h, alg_len) = header(outer).ok_or_else(bad)?;
+    let bit_at = outer + alg_h + alg_len;
+    let (bit_h, bit_len) = header(bit_at).ok_or_else(bad)?;
+    // Skip the unused-bits octet.
+    der.get(bit_at + bit_h + 1..bit_at + bit_h + bit_len)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(bad)
 }
 
 fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {
