@@ -38,20 +38,6 @@ enum Expect {
     Dropped,
 }
 
-fn pem(der: &[u8], label: &str) -> Vec<u8> {
-    let b64 = openssl::base64::encode_block(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
-    .into_bytes()
-}
-
 /// A CSR for `key` with a raw subjectAltName extension body (DER of GeneralNames).
 fn csr_raw(
     key: &PKey<Private>,
@@ -112,9 +98,9 @@ fn invalid_utf8_cn(key: &PKey<Private>) -> Vec<u8> {
     der[at + 5] = 0xfe;
     // CertificationRequest ::= SEQUENCE { info, algorithm, signature BIT STRING }
     let (info_start, info_end) = {
-        let outer_hdr = header_len(&der[0..]);
-        let info_len = tlv_len(&der[outer_hdr..]);
-        (outer_hdr, outer_hdr + info_len)
+        let (outer_hdr, _) = der_element(&der, 0);
+        let (info_hdr, info_len) = der_element(&der, outer_hdr);
+        (outer_hdr, outer_hdr + info_hdr + info_len)
     };
     let sig = openssl::sign::Signer::new_without_digest(key)
         .unwrap()
@@ -123,28 +109,6 @@ fn invalid_utf8_cn(key: &PKey<Private>) -> Vec<u8> {
     let n = der.len();
     der[n - 64..].copy_from_slice(&sig);
     pem(&der, "CERTIFICATE REQUEST")
-}
-
-/// Length of a DER tag+length header.
-fn header_len(tlv: &[u8]) -> usize {
-    if tlv[1] < 0x80 {
-        2
-    } else {
-        2 + usize::from(tlv[1] & 0x7f)
-    }
-}
-
-/// Total length (header + content) of the DER element at the start of `tlv`.
-fn tlv_len(tlv: &[u8]) -> usize {
-    let h = header_len(tlv);
-    let content = if tlv[1] < 0x80 {
-        usize::from(tlv[1])
-    } else {
-        tlv[2..h]
-            .iter()
-            .fold(0usize, |acc, b| acc << 8 | usize::from(*b))
-    };
-    h + content
 }
 
 fn push_len(out: &mut Vec<u8>, len: usize) {

@@ -341,21 +341,8 @@ fn a_full_queue_fails_fast_and_recovers() {
     args.extend(["--max-queue".to_string(), "2".to_string()]);
     let server = Server::start(&args, &[]);
     let client = server.client(&setup.ca.cert_pem());
-    let req = talos_csr_signer::proto::security::CertificateRequest {
-        csr: worker_csr(&["10.0.0.1"], &[]),
-        ..Default::default()
-    };
-    let mut md = grpcio::MetadataBuilder::new();
-    md.add_str("token", TOKEN).unwrap();
-    let md = md.build();
-    let burst: Vec<_> = (0..30)
-        .map(|_| {
-            let opt = grpcio::CallOption::default()
-                .headers(md.clone())
-                .timeout(Duration::from_secs(30));
-            client.certificate_async_opt(&req, opt).unwrap()
-        })
-        .collect();
+    let csr = worker_csr(&["10.0.0.1"], &[]);
+    let burst = start_calls(&client, &csr, 30);
     let (mut ok, mut busy) = (0, 0);
     for r in burst.into_iter().map(futures_executor::block_on) {
         match r {
@@ -369,7 +356,7 @@ fn a_full_queue_fails_fast_and_recovers() {
     }
     assert_eq!(ok + busy, 30);
     assert!(ok >= 2 && busy >= 1, "ok={ok} busy={busy}");
-    call(&client, &req.csr).expect("served once the burst is over");
+    call(&client, &csr).expect("served once the burst is over");
 }
 
 #[test]

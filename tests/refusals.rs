@@ -91,17 +91,7 @@ fn bad_signature(csr_pem: &[u8]) -> Vec<u8> {
         .unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;
-    let b64 = openssl::base64::encode_block(&der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
-        lines.join("\n")
-    )
-    .into_bytes()
+    pem(&der, "CERTIFICATE REQUEST")
 }
 
 #[test]

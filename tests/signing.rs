@@ -124,28 +124,13 @@ fn assert_issued(
     leaf
 }
 
-/// Length of the subjectPublicKey bits at the end of an SPKI DER (the BIT
-/// STRING is its last element).
+/// Length of the subjectPublicKey bits at the end of an SPKI DER
+/// (SEQUENCE { AlgorithmIdentifier, BIT STRING }), without the unused-bits octet.
 fn key_bits_len(spki: &[u8]) -> usize {
-    // Walk: SEQUENCE header, AlgorithmIdentifier, BIT STRING header, unused-bits octet.
-    let hdr = |at: usize| -> (usize, usize) {
-        let b = spki[at + 1];
-        if b < 0x80 {
-            (2, b as usize)
-        } else {
-            let n = (b & 0x7f) as usize;
-            (
-                2 + n,
-                spki[at + 2..at + 2 + n]
-                    .iter()
-                    .fold(0, |a, x| a << 8 | *x as usize),
-            )
-        }
-    };
-    let (oh, _) = hdr(0);
-    let (ah, al) = hdr(oh);
-    let (_, bl) = hdr(oh + ah + al);
-    bl - 1
+    let (outer, _) = der_element(spki, 0);
+    let (alg_h, alg_len) = der_element(spki, outer);
+    let (_, bits_len) = der_element(spki, outer + alg_h + alg_len);
+    bits_len - 1
 }
 
 fn sign_and_check(ca_type: KeyType, csr_type: KeyType) {

@@ -327,23 +327,9 @@ fn sigterm_finishes_calls_in_flight_and_exits_zero() {
     let mut server = Server::start(&args, &[]);
     let client = server.client(&setup.ca.cert_pem());
     let (csr, _) = CsrSpec::worker(KeyType::EcP256).build();
-    let req = talos_csr_signer::proto::security::CertificateRequest {
-        csr,
-        ..Default::default()
-    };
-    let mut md = grpcio::MetadataBuilder::new();
-    md.add_str("token", TOKEN).unwrap();
-    let md = md.build();
     // 12 calls: below the per-connection stream limit (16), so all of them
     // reach the server before SIGTERM rather than waiting in the client.
-    let pending: Vec<_> = (0..12)
-        .map(|_| {
-            let opt = grpcio::CallOption::default()
-                .headers(md.clone())
-                .timeout(Duration::from_secs(30));
-            client.certificate_async_opt(&req, opt).unwrap()
-        })
-        .collect();
+    let pending = start_calls(&client, &csr, 12);
     server.wait_log("code=OK");
     server.signal(SIGTERM);
     let results: Vec<_> = pending

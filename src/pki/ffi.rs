@@ -110,6 +110,35 @@ extern "C" {
 
 const V_ASN1_UNDEF: std::os::raw::c_int = -1;
 
+/// The parts of a CSR's SubjectPublicKeyInfo: algorithm OID, key bits and the
+/// AlgorithmIdentifier, borrowed from the CSR.
+///
+/// # Safety
+/// The pointers and the slice are valid while `req` is borrowed.
+unsafe fn csr_spki(
+    req: &openssl::x509::X509ReqRef,
+) -> Result<
+    (
+        *mut openssl_sys::ASN1_OBJECT,
+        &[u8],
+        *mut openssl_sys::X509_ALGOR,
+    ),
+    ErrorStack,
+> {
+    let src = X509_REQ_get_X509_PUBKEY(req.as_ptr());
+    let (mut alg, mut bits, mut len, mut algor) = (
+        std::ptr::null_mut(),
+        std::ptr::null(),
+        0,
+        std::ptr::null_mut(),
+    );
+    if src.is_null() || X509_PUBKEY_get0_param(&mut alg, &mut bits, &mut len, &mut algor, src) != 1
+    {
+        return Err(ErrorStack::get());
+    }
+    Ok((alg, std::slice::from_raw_parts(bits, len as usize), algor))
+}
+
 /// Puts the CSR's SubjectPublicKeyInfo into the certificate byte for byte.
 /// `X509_set_pubkey` would push the key through OpenSSL 3's encoder and then
 /// its decoder: measured at 60 % of the instructions of a whole issuance.
@@ -120,32 +149,33 @@ pub fn copy_public_key(
     cert: &openssl::x509::X509Ref,
 ) -> Result<(), ErrorStack> {
     use openssl_sys::{V_ASN1_NULL, V_ASN1_OBJECT};
-    use std::ptr::null_mut;
     // SAFETY: every pointer comes from OpenSSL for objects we hold; the key
     // bytes are copied into a fresh OpenSSL allocation whose ownership, like
     // that of the duplicated OIDs, passes to the certificate's X509_PUBKEY.
     unsafe {
-        let src = X509_REQ_get_X509_PUBKEY(req.as_ptr());
-        let (mut alg, mut bits, mut len, mut algor) = (null_mut(), std::ptr::null(), 0, null_mut());
-        if src.is_null()
-            || X509_PUBKEY_get0_param(&mut alg, &mut bits, &mut len, &mut algor, src) != 1
-        {
-            return Err(ErrorStack::get());
-        }
+        let (alg, bits, algor) = csr_spki(req)?;
         let (mut _obj, mut ptype, mut pval) = (std::ptr::null(), 0, std::ptr::null());
         openssl_sys::X509_ALGOR_get0(&mut _obj, &mut ptype, &mut pval, algor);
         let param: *mut std::ffi::c_void = match ptype {
             V_ASN1_OBJECT => openssl_sys::OBJ_dup(pval.cast()).cast(),
-            V_ASN1_NULL | V_ASN1_UNDEF => null_mut(),
+            V_ASN1_NULL | V_ASN1_UNDEF => std::ptr::null_mut(),
             _ => return Err(ErrorStack::get()),
         };
-        let copy = openssl_sys::CRYPTO_malloc(len as usize, c"pki/ffi.rs".as_ptr(), 0).cast::<u8>();
+        let copy = openssl_sys::CRYPTO_malloc(bits.len(), c"pki/ffi.rs".as_ptr(), 0).cast::<u8>();
         if copy.is_null() {
             return Err(ErrorStack::get());
         }
-        std::ptr::copy_nonoverlapping(bits, copy, len as usize);
+        std::ptr::copy_nonoverlapping(bits.as_ptr(), copy, bits.len());
         let dst = X509_get_X509_PUBKEY(cert.as_ptr());
-        if X509_PUBKEY_set0_param(dst, openssl_sys::OBJ_dup(alg), ptype, param, copy, len) != 1 {
+        if X509_PUBKEY_set0_param(
+            dst,
+            openssl_sys::OBJ_dup(alg),
+            ptype,
+            param,
+            copy,
+            bits.len() as i32,
+        ) != 1
+        {
             return Err(ErrorStack::get());
         }
     }
@@ -155,18 +185,8 @@ pub fn copy_public_key(
 /// The subjectPublicKey bits of a CSR (BIT STRING content), as they will
 /// appear in the certificate.
 pub fn public_key_bits(req: &openssl::x509::X509ReqRef) -> Result<Vec<u8>, ErrorStack> {
-    use std::ptr::null_mut;
-    // SAFETY: read-only access to the CSR's own X509_PUBKEY; bytes are copied.
-    unsafe {
-        let src = X509_REQ_get_X509_PUBKEY(req.as_ptr());
-        let (mut alg, mut bits, mut len, mut algor) = (null_mut(), std::ptr::null(), 0, null_mut());
-        if src.is_null()
-            || X509_PUBKEY_get0_param(&mut alg, &mut bits, &mut len, &mut algor, src) != 1
-        {
-            return Err(ErrorStack::get());
-        }
-        Ok(std::slice::from_raw_parts(bits, len as usize).to_vec())
-    }
+    // SAFETY: read-only access to the CSR's own key; the bytes are copied.
+    unsafe { csr_spki(req).map(|(_, bits, _)| bits.to_vec()) }
 }
 
 /// Signs a finished certificate (X509_sign), as the builder would.

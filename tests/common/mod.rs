@@ -786,3 +786,57 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// DER as PEM with `label`, 64-character lines.
+pub fn pem(der: &[u8], label: &str) -> Vec<u8> {
+    let b64 = openssl::base64::encode_block(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+    .into_bytes()
+}
+
+/// (header length, content length) of the DER element at `der[at..]`.
+pub fn der_element(der: &[u8], at: usize) -> (usize, usize) {
+    let first = der[at + 1];
+    if first < 0x80 {
+        return (2, usize::from(first));
+    }
+    let n = usize::from(first & 0x7f);
+    (
+        2 + n,
+        der[at + 2..at + 2 + n]
+            .iter()
+            .fold(0, |a, b| a << 8 | usize::from(*b)),
+    )
+}
+
+/// `n` Certificate calls started at once on one channel (all in flight
+/// together when below the per-connection stream limit).
+pub fn start_calls(
+    client: &SecurityServiceClient,
+    csr: &[u8],
+    n: usize,
+) -> Vec<grpcio::ClientUnaryReceiver<CertificateResponse>> {
+    let req = CertificateRequest {
+        csr: csr.to_vec(),
+        ..Default::default()
+    };
+    let mut md = MetadataBuilder::new();
+    md.add_str("token", TOKEN).unwrap();
+    let md = md.build();
+    (0..n)
+        .map(|_| {
+            let opt = CallOption::default()
+                .headers(md.clone())
+                .timeout(Duration::from_secs(30));
+            client.certificate_async_opt(&req, opt).unwrap()
+        })
+        .collect()
+}
