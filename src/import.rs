@@ -24,8 +24,12 @@ pub struct Material {
 pub fn read(path: &Path) -> Result<Material, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let name = path.display();
-    let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{name} is not YAML: {e}"))?;
+    from_text(&text, &path.display().to_string())
+}
+
+/// The same from text; `name` says where it came from in messages.
+pub fn from_text(text: &str, name: &str) -> Result<Material, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("{name} is not YAML: {e}"))?;
     let (layout, crt, key, token) = docs.iter().find_map(locate).ok_or_else(|| {
         format!(
             "{name} is neither a `talosctl gen secrets` bundle (certs.os.*) nor a machine \
@@ -55,11 +59,10 @@ pub fn read(path: &Path) -> Result<Material, String> {
     TokenSet::from_env_text(&token).map_err(|e| format!("{name}: the machine token {e}"))?;
     Ok(Material {
         summary: format!(
-            "machine CA \"{}\" ({}, notAfter {}) and the machine token from {} ({layout})",
+            "machine CA \"{}\" ({}, notAfter {}) and the machine token from {name} ({layout})",
             ca.subject(),
             ca.key_type(),
             ca.cert().not_after(),
-            path.display()
         ),
         ca_crt,
         ca_key,

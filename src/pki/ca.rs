@@ -56,8 +56,7 @@ impl MachineCa {
     ) -> Result<MachineCa, CaError> {
         let cert = single_certificate(cert_pem).map_err(CaError::Cert)?;
         check_is_ca(&cert).map_err(CaError::Cert)?;
-        let not_before_unix = unix_time(cert.not_before());
-        let not_after_unix = unix_time(cert.not_after());
+        let (not_before_unix, not_after_unix) = validity(&cert).map_err(CaError::Cert)?;
         if not_after_unix <= now_unix {
             return Err(CaError::Cert(format!(
                 "the CA expired on {}; rotate the machine CA (talosctl gen secrets) or point \
@@ -232,9 +231,34 @@ fn append_pem(out: &mut Vec<u8>, cert: &X509) -> Result<(), String> {
     Ok(())
 }
 
-/// Seconds since the Unix epoch for an ASN.1 time.
-pub fn unix_time(t: &Asn1TimeRef) -> i64 {
-    let epoch = Asn1Time::from_unix(0).expect("epoch is representable");
-    let diff = epoch.diff(t).expect("two valid ASN.1 times");
-    i64::from(diff.days) * 86_400 + i64::from(diff.secs)
+/// Seconds since the Unix epoch for an ASN.1 time; `None` for a malformed one
+/// (a certificate's time fields are only checked when used).
+pub fn unix_time(t: &Asn1TimeRef) -> Option<i64> {
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(t).ok()?;
+    Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
+/// A certificate's (notBefore, notAfter) in Unix seconds, or why not.
+pub fn validity(cert: &X509) -> Result<(i64, i64), String> {
+    match (unix_time(cert.not_before()), unix_time(cert.not_after())) {
+        (Some(nb), Some(na)) => Ok((nb, na)),
+        _ => Err("has a malformed validity time (notBefore/notAfter)".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `loaders` fuzz target: a CA whose notAfter is not a valid
+    /// time made startup (and a reload) panic instead of refusing the file.
+    #[test]
+    fn malformed_ca_time_is_an_error_not_a_panic() {
+        let input = include_bytes!("../../tests/fuzz/regressions/loaders-invalid-ca-time");
+        let split = input.iter().position(|b| *b == 0).unwrap();
+        let (key, cert) = (&input[..split], &input[split + 1..]);
+        let err = MachineCa::new(cert, key, &[], 0).err().expect("refused");
+        assert!(err.to_string().contains("malformed validity time"), "{err}");
+    }
 }

@@ -93,8 +93,9 @@ pub fn external(
     if !matches {
         return Err("the TLS key does not match the TLS certificate".to_string());
     }
-    let not_after_unix = super::ca::unix_time(leaf.not_after());
-    if not_after_unix <= now_unix || super::ca::unix_time(leaf.not_before()) > now_unix {
+    let (not_before_unix, not_after_unix) =
+        super::ca::validity(&leaf).map_err(|e| format!("the TLS certificate {e}"))?;
+    if not_after_unix <= now_unix || not_before_unix > now_unix {
         return Err(format!(
             "the TLS certificate is not valid now ({} to {})",
             leaf.not_before(),
