@@ -34,10 +34,7 @@ import json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open("deploy/kamaji/tenant-control-plane.yaml")) if d]
 print(json.dumps(next(d for d in docs if d["kind"] == "Service")))')
 
-if ! command -v kubectl >/dev/null 2>&1; then
-  echo "check-deploy: kubectl missing; installing Debian's kubernetes-client" >&2
-  apt-get install -y --no-install-recommends kubernetes-client >/dev/null
-fi
+command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client
 kubectl kustomize deploy >"$tmp/rendered.yaml"
 grep -q "kind: Deployment" "$tmp/rendered.yaml" || die "kustomize rendered no Deployment"
 

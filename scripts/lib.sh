@@ -16,6 +16,18 @@ need() {
   command -v "$1" >/dev/null 2>&1 || die "needs $1, which is not installed (${2:-install it and retry})"
 }
 
+# Installs Debian packages (through sudo when not root), refreshing the
+# package lists once if a package is not found.
+apt_install() {
+  local as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  echo "$(basename "$0"): installing $*" >&2
+  "${as_root[@]}" apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 || {
+    "${as_root[@]}" apt-get update >/dev/null
+    "${as_root[@]}" apt-get install -y --no-install-recommends "$@" >/dev/null
+  }
+}
+
 # Prints the script's header comment (its help) when asked.
 help_if_asked() {
   case "${1:-}" in

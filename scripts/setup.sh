@@ -14,15 +14,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  as_root=()
-  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
-  "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-    "${as_root[@]}" apt-get update >/dev/null
-    "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
-  }
-fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 command -v cargo >/dev/null 2>&1 || {
   echo "setup: cargo not found; install Rust (https://rustup.rs), 1.85 or newer" >&2

@@ -13,10 +13,7 @@ scripts/setup.sh
 python3 -c 'import h2' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check "h2==4.1.0"
 # The Go compatibility tests use Go's crypto/tls and crypto/x509 (Talos's stack).
-command -v go >/dev/null 2>&1 || {
-  as_root=(); [ "$(id -u)" -eq 0 ] || as_root=(sudo)
-  "${as_root[@]}" apt-get install -y --no-install-recommends golang-go >/dev/null
-}
+command -v go >/dev/null 2>&1 || apt_install golang-go
 # The FIPS tests run on a real FIPS provider, built once and cached.
 TALOS_FIPS_DIR="$(scripts/fips-provider.sh)"
 export TALOS_FIPS_DIR
