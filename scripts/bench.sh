@@ -16,6 +16,8 @@ quick="${1:-}"
 cd "$ROOT"
 scripts/setup.sh
 cargo build --release --locked --bins >&2
+command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
+command -v curl >/dev/null 2>&1 || apt_install curl
 BIN="$ROOT/target/release/talos-csr-signer"
 LOADGEN="$ROOT/target/release/loadgen"
 IDLE_S=60; CALLS=4000
@@ -44,6 +46,41 @@ field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# nghttp2's h2load as an independent, much lighter client (C, one thread),
+# sending one CSR for every call (each is still verified and signed). Two runs
+# on a separate instance whose /metrics counts what it really issued (h2load
+# sees HTTP 200 even for a gRPC error):
+#   persistent: 16 connections, as for the loadgen concurrency-16 row;
+#   storm: every call on a new TLS connection, connections arriving at
+#   2000/s (faster than they can be served), like workers after a mass reboot.
+# Prints: sent, issued, rps and mean latency for each run.
+h2load_run() { # $1 = CA dir, $2 = CSR key type, $3 = port
+  local d="$1" mport=$(( $3 + 1 )) n0 n1 n2 persistent storm
+  "$BIN" serve --listen "127.0.0.1:$3" --metrics-listen "127.0.0.1:$mport" --ca-cert "$d/ca.crt" \
+    --ca-key "$d/ca.key" --token-file "$d/token" --max-queue 100000 --auth-fail-limit 1000000 >/dev/null 2>&1 &
+  pid=$!
+  "$LOADGEN" ready --target "127.0.0.1:$3" >/dev/null
+  "$LOADGEN" body --key-type "$2" >"$work/body.bin"
+  local call=(-m 1 -H 'content-type: application/grpc' -H 'te: trailers' -H "token: $(cat "$d/token")"
+    -d "$work/body.bin" "https://127.0.0.1:$3/securityapi.SecurityService/Certificate")
+  n0="$(issued "$mport")"
+  persistent="$(h2load -n "$CALLS" -c 16 "${call[@]}")"
+  n1="$(issued "$mport")"
+  storm="$(h2load -n "$((CALLS / 2))" -c "$((CALLS / 2))" -r 200 --rate-period 100ms "${call[@]}")"
+  n2="$(issued "$mport")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  echo "sent=$CALLS issued=$(( n1 - n0 )) rps=$(h2_rps "$persistent") mean=$(h2_mean "$persistent")" \
+    "storm_sent=$((CALLS / 2)) storm_issued=$(( n2 - n1 )) storm_rps=$(h2_rps "$storm") storm_mean=$(h2_mean "$storm")"
+}
+issued() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^[a-z_]*certificates_issued_total / { print $2 }'; }
+h2_rps() { echo "$1" | sed -n 's/^finished in .*, \([0-9]*\)[0-9.]* req\/s.*/\1/p'; }
+# h2load's mean "time for request" (from the request's first byte to the
+# answer's last; the TLS handshake is not in it), in ms.
+h2_mean() {
+  echo "$1" | awk '/^time for request:/ { print $6 }' |
+    sed -e 's/us$/ 0.001/' -e 's/ms$/ 1/' -e 's/s$/ 1000/' | awk '{ printf "%.2f", $1 * $2 }'
+}
+
 run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   local kind="$1" kt="$2" d="$work/$1" port=50901 t0 ready rss anon threads c0 c1
   make_ca "$kind"
@@ -58,7 +95,12 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   local args=(--target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --key-type "$kt")
   local c1r c16 c64 fresh paced rate80 hwm idle_rss
   c1r="$("$LOADGEN" calls "${args[@]}" --concurrency 1 --requests "$((CALLS / 4))")"
+  # Server CPU over the concurrency-16 run: how much of a call is ours and how
+  # much the load generator takes from the shared cores.
+  local s0 s1
+  s0="$(cpu_ticks "$pid")"
   c16="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$CALLS")"
+  s1="$(cpu_ticks "$pid")"
   c64="$("$LOADGEN" calls "${args[@]}" --concurrency 64 --requests "$CALLS")"
   rate80="$(echo "$c16" | field rps | awk '{ printf "%d", $1 * 0.8 }')"
   paced="$("$LOADGEN" calls "${args[@]}" --concurrency 16 --requests "$CALLS" --rate "$rate80")"
@@ -74,9 +116,15 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   local ceiling
   ceiling="$("$LOADGEN" ceiling --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" --key-type "$kt" --seconds 3 | field ops_per_s)"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  local r16 pct
+  local h2
+  h2="$(h2load_run "$d" "$kt" "$port")"
+  local r16 pct per_call alone per_conn hz
   r16="$(echo "$c16" | field rps)"
   pct="$(awk -v a="$r16" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * a / b }')"
+  hz="$(getconf CLK_TCK)"
+  per_call="$(awk -v t="$((s1 - s0))" -v hz="$hz" -v n="$CALLS" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
+  alone="$(awk -v us="$per_call" -v c="$(nproc)" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * c * 1e6 / us / b }')"
+  per_conn="$(( (idle_rss - rss) / 1000 ))"
   {
     echo
     echo "### $kind machine CA, $kt CSRs"
@@ -94,8 +142,11 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
     row "worker-style (new TLS connection per call), concurrency 16" "$(echo "$fresh" | field rps)/s, p50 $(echo "$fresh" | field p50_ms) ms, p99 $(echo "$fresh" | field p99_ms) ms"
     row "failed calls (all runs)" "$(( $(echo "$c1r" | field failed) + $(echo "$c16" | field failed) + $(echo "$c64" | field failed) + $(echo "$paced" | field failed) + $(echo "$fresh" | field failed) ))"
     row "peak RSS under load" "$((hwm / 1024)) MB"
-    row "RSS with 1000 idle TLS connections" "$((idle_rss / 1024)) MB"
+    row "RSS with 1000 idle TLS connections" "$((idle_rss / 1024)) MB (~$per_conn KB per connection)"
     row "crypto ceiling (in-process, all cores)" "$ceiling/s; concurrency 16 reaches $pct %"
+    row "h2load cross-check (nghttp2's C client, persistent, concurrency 16)" "$(echo "$h2" | field rps)/s ($(awk -v a="$(echo "$h2" | field rps)" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * a / b }') % of the ceiling), mean $(echo "$h2" | field mean) ms; $(echo "$h2" | field issued) of $(echo "$h2" | field sent) certificates issued"
+    row "h2load worker storm (new TLS connection per call, arriving at 2000/s)" "$(echo "$h2" | field storm_rps)/s, mean $(echo "$h2" | field storm_mean) ms after the handshake; $(echo "$h2" | field storm_issued) of $(echo "$h2" | field storm_sent) certificates issued"
+    row "server CPU per call at concurrency 16" "$per_call µs (the ceiling spends $(awk -v c="$(nproc)" -v b="$ceiling" 'BEGIN { printf "%.0f", c * 1e6 / b }') µs); with the cores to itself the server would reach $alone % of the ceiling"
   } >>"$work/table.md"
 }
 

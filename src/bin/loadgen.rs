@@ -32,6 +32,7 @@ enum Mode {
     Idle(Idle),
     Ready(Ready),
     Ceiling(Ceiling),
+    Body(Body),
 }
 
 #[derive(FromArgs)]
@@ -121,6 +122,16 @@ struct Ceiling {
     seconds: u64,
 }
 
+#[derive(FromArgs)]
+#[argh(subcommand, name = "body")]
+/// Writes one Certificate request as a gRPC message (5-byte frame header +
+/// protobuf) to stdout, for HTTP/2 tools such as h2load.
+struct Body {
+    #[argh(option, default = "KeyType::Ed25519")]
+    /// CSR key type
+    key_type: KeyType,
+}
+
 fn main() {
     let args: Args = argh::from_env();
     match args.mode {
@@ -128,6 +139,7 @@ fn main() {
         Mode::Idle(i) => idle(i),
         Mode::Ready(r) => ready(r),
         Mode::Ceiling(c) => ceiling(c),
+        Mode::Body(b) => body(b),
     }
 }
 
@@ -161,16 +173,22 @@ fn client(env: &Arc<Environment>, target: &str, ca: &[u8]) -> SecurityServiceCli
 }
 
 fn call(c: &SecurityServiceClient, token: &str, csr: &[u8]) -> bool {
-    let mut md = MetadataBuilder::new();
-    md.add_str("token", token).unwrap();
-    let opt = CallOption::default()
-        .headers(md.build())
-        .timeout(Duration::from_secs(30));
-    let req = CertificateRequest {
+    c.certificate_opt(&request(csr), options(token)).is_ok()
+}
+
+fn request(csr: &[u8]) -> CertificateRequest {
+    CertificateRequest {
         csr: csr.to_vec(),
         ..Default::default()
-    };
-    c.certificate_opt(&req, opt).is_ok()
+    }
+}
+
+fn options(token: &str) -> CallOption {
+    let mut md = MetadataBuilder::new();
+    md.add_str("token", token).unwrap();
+    CallOption::default()
+        .headers(md.build())
+        .timeout(Duration::from_secs(30))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -181,62 +199,134 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// What every caller of one run shares.
+struct Run {
+    next: AtomicUsize,
+    failed: AtomicUsize,
+    requests: usize,
+    csrs: Vec<Vec<u8>>,
+    token: String,
+}
+
+impl Run {
+    /// The next request's number and CSR, until all are taken.
+    fn take(&self) -> Option<(usize, &[u8])> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.requests).then(|| (i, self.csrs[i % self.csrs.len()].as_slice()))
+    }
+
+    fn record(&self, lat: &mut Vec<Duration>, t: Instant, ok: bool) {
+        lat.push(t.elapsed());
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn calls(a: Calls) {
     let ca = std::fs::read(&a.ca).unwrap();
     let token = std::fs::read_to_string(&a.token_file)
         .unwrap()
         .trim()
         .to_string();
-    let csrs = Arc::new(csrs(a.csrs.max(1), a.key_type));
+    let run = Arc::new(Run {
+        next: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        requests: a.requests,
+        csrs: csrs(a.csrs.max(1), a.key_type),
+        token,
+    });
     let env = Arc::new(EnvBuilder::new().cq_count(2).build());
-    let next = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
+    let (mut lat, elapsed) = if a.fresh || a.rate > 0.0 {
+        callers(&a, &env, &ca, &run)
+    } else {
+        lanes(&a, &env, &ca, &run)
+    };
+    lat.sort();
+    println!(
+        "requests={} failed={} seconds={:.3} rps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        lat.len(),
+        run.failed.load(Ordering::Relaxed),
+        elapsed,
+        lat.len() as f64 / elapsed,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+}
+
+/// Persistent connections driven from gRPC's completion-queue threads: each
+/// reply starts that lane's next call, so the generator adds no thread
+/// hand-off of its own and leaves the shared cores to the server.
+fn lanes(a: &Calls, env: &Arc<Environment>, ca: &[u8], run: &Arc<Run>) -> (Vec<Duration>, f64) {
+    let clients: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            let c = client(env, &a.target, ca);
+            // Connect before timing starts.
+            call(&c, &run.token, &run.csrs[0]);
+            c
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    for c in clients {
+        let (run, tx) = (Arc::clone(run), tx.clone());
+        c.clone().spawn(async move {
+            let mut lat = Vec::new();
+            while let Some((_, csr)) = run.take() {
+                let t = Instant::now();
+                let ok = match c.certificate_async_opt(&request(csr), options(&run.token)) {
+                    Ok(reply) => reply.await.is_ok(),
+                    Err(_) => false,
+                };
+                run.record(&mut lat, t, ok);
+            }
+            let _ = tx.send(lat);
+        });
+    }
+    drop(tx);
+    let lat = rx.iter().flatten().collect();
+    (lat, started.elapsed().as_secs_f64())
+}
+
+/// One blocking thread per caller: for paced runs (--rate) and for a fresh
+/// connection per call (--fresh), as Talos workers make them.
+fn callers(a: &Calls, env: &Arc<Environment>, ca: &[u8], run: &Arc<Run>) -> (Vec<Duration>, f64) {
     let barrier = Arc::new(Barrier::new(a.concurrency + 1));
     let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
     let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
     let handles: Vec<_> = (0..a.concurrency)
         .map(|_| {
-            let (env, ca, token, csrs, next, failed, barrier, start_at) = (
+            let (env, ca, run, barrier, start_at) = (
                 env.clone(),
-                ca.clone(),
-                token.clone(),
-                csrs.clone(),
-                next.clone(),
-                failed.clone(),
+                ca.to_vec(),
+                run.clone(),
                 barrier.clone(),
                 start_at.clone(),
             );
-            let (target, fresh, requests) = (a.target.clone(), a.fresh, a.requests);
+            let (target, fresh) = (a.target.clone(), a.fresh);
             thread::spawn(move || {
                 let mut lat = Vec::new();
                 let persistent = (!fresh).then(|| client(&env, &target, &ca));
                 if let Some(c) = &persistent {
                     // Connect before timing starts.
-                    call(c, &token, &csrs[0]);
+                    call(c, &run.token, &run.csrs[0]);
                 }
                 barrier.wait();
                 let t0 = *start_at.get_or_init(Instant::now);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= requests {
-                        break;
-                    }
+                while let Some((i, csr)) = run.take() {
                     if let Some(iv) = interval {
                         let due = t0 + iv * i as u32;
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             thread::sleep(wait);
                         }
                     }
-                    let csr = &csrs[i % csrs.len()];
                     let t = Instant::now();
                     let ok = match &persistent {
-                        Some(c) => call(c, &token, csr),
-                        None => call(&client(&env, &target, &ca), &token, csr),
+                        Some(c) => call(c, &run.token, csr),
+                        None => call(&client(&env, &target, &ca), &run.token, csr),
                     };
-                    lat.push(t.elapsed());
-                    if !ok {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
+                    run.record(&mut lat, t, ok);
                 }
                 lat
             })
@@ -244,22 +334,11 @@ fn calls(a: Calls) {
         .collect();
     barrier.wait();
     let started = Instant::now();
-    let mut lat: Vec<Duration> = handles
+    let lat = handles
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
-    let elapsed = started.elapsed().as_secs_f64();
-    lat.sort();
-    println!(
-        "requests={} failed={} seconds={:.3} rps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
-        lat.len(),
-        failed.load(Ordering::Relaxed),
-        elapsed,
-        lat.len() as f64 / elapsed,
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0),
-    );
+    (lat, started.elapsed().as_secs_f64())
 }
 
 fn idle(a: Idle) {
@@ -363,4 +442,14 @@ fn ceiling(a: Ceiling) {
         "cores={cores} ops={total} ops_per_s={:.0}",
         total as f64 / a.seconds as f64
     );
+}
+
+fn body(a: Body) {
+    use protobuf::Message;
+    use std::io::Write;
+    let msg = request(&csrs(1, a.key_type)[0]).write_to_bytes().unwrap();
+    let mut out = vec![0u8]; // not compressed
+    out.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&msg);
+    std::io::stdout().write_all(&out).unwrap();
 }
