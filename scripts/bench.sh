@@ -48,15 +48,8 @@ row() { printf '| %s | %s |\n' "$1" "$2"; }
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+percent() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 100 * a / b }'; }
 
-# nghttp2's h2load as an independent, much lighter client (C, one thread),
-# sending one CSR for every call (each is still verified and signed). Two runs
-# on a separate instance whose /metrics counts what it really issued (h2load
-# sees HTTP 200 even for a gRPC error):
-#   persistent: 16 connections, as for the loadgen concurrency-16 row;
-#   storm: every call on a new TLS connection, connections arriving at
-#   2000/s (faster than they can be served), like workers after a mass reboot.
-# Prints: sent, issued, rps and mean latency for each run.
 # This machine's neighbours swing single runs by 10-20 %, so the figures that
 # are compared with the ceiling (and the ceiling) are the median of three
 # runs. Prints the output of the median run; $1 reads the rate from an output.
@@ -69,6 +62,14 @@ median_of_3() { # $1 = rate reader, $2... = command
   done | sort -n | sed -n 2p | cut -f2 | base64 -d
 }
 
+# nghttp2's h2load as an independent, much lighter client (C, one thread),
+# sending one CSR for every call (each is still verified and signed). Two runs
+# on a separate instance whose /metrics counts what it really issued (h2load
+# sees HTTP 200 even for a gRPC error):
+#   persistent: 16 connections, as for the loadgen concurrency-16 row;
+#   storm: every call on a new TLS connection, connections arriving at
+#   2000/s (faster than they can be served), like workers after a mass reboot.
+# Prints: sent, issued, rps and mean latency for each run.
 h2load_run() { # $1 = CA dir, $2 = CSR key type, $3 = port
   local d="$1" mport=$(( $3 + 1 )) n0 n1 n2 persistent storm
   "$BIN" serve --listen "127.0.0.1:$3" --metrics-listen "127.0.0.1:$mport" --ca-cert "$d/ca.crt" \
@@ -131,11 +132,13 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   local ceiling
   ceiling="$(median_of_3 "field ops_per_s" "$LOADGEN" ceiling --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" --key-type "$kt" --seconds 3 | field ops_per_s)"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  # Not in $(…): the instance's pid must stay visible to the exit trap.
+  h2load_run "$d" "$kt" "$port" >"$work/h2.out"
   local h2
-  h2="$(h2load_run "$d" "$kt" "$port")"
+  h2="$(cat "$work/h2.out")"
   local r16 pct per_call alone per_conn hz
   r16="$(echo "$c16" | field rps)"
-  pct="$(awk -v a="$r16" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * a / b }')"
+  pct="$(percent "$r16" "$ceiling")"
   hz="$(getconf CLK_TCK)"
   per_call="$(awk -v t="$((s1 - s0))" -v hz="$hz" -v n="$((3 * CALLS))" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
   alone="$(awk -v us="$per_call" -v c="$(nproc)" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * c * 1e6 / us / b }')"
@@ -159,7 +162,7 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
     row "peak RSS under load" "$((hwm / 1024)) MB"
     row "RSS with 1000 idle TLS connections" "$((idle_rss / 1024)) MB (~$per_conn KB per connection)"
     row "crypto ceiling (in-process, all cores)" "$ceiling/s; concurrency 16 reaches $pct %"
-    row "h2load cross-check (nghttp2's C client, persistent, concurrency 16)" "$(echo "$h2" | field rps)/s ($(awk -v a="$(echo "$h2" | field rps)" -v b="$ceiling" 'BEGIN { printf "%.0f", 100 * a / b }') % of the ceiling), mean $(echo "$h2" | field mean) ms; $(echo "$h2" | field issued) of $(echo "$h2" | field sent) certificates issued"
+    row "h2load cross-check (nghttp2's C client, persistent, concurrency 16)" "$(echo "$h2" | field rps)/s ($(percent "$(echo "$h2" | field rps)" "$ceiling") % of the ceiling), mean $(echo "$h2" | field mean) ms; $(echo "$h2" | field issued) of $(echo "$h2" | field sent) certificates issued"
     row "h2load worker storm (new TLS connection per call, arriving at 2000/s)" "$(echo "$h2" | field storm_rps)/s, mean $(echo "$h2" | field storm_mean) ms after the handshake; $(echo "$h2" | field storm_issued) of $(echo "$h2" | field storm_sent) certificates issued"
     row "server CPU per call at concurrency 16" "$per_call µs (the ceiling spends $(awk -v c="$(nproc)" -v b="$ceiling" 'BEGIN { printf "%.0f", c * 1e6 / b }') µs); with the cores to itself the server would reach $alone % of the ceiling"
   } >>"$work/table.md"

@@ -257,7 +257,7 @@ fn calls(a: Calls) {
 
 /// Persistent connections driven from gRPC's completion-queue threads: each
 /// reply starts that lane's next call, so the generator adds no thread
-/// hand-off of its own and leaves the shared cores to the server.
+/// hand-off of its own.
 fn lanes(a: &Calls, env: &Arc<Environment>, ca: &[u8], run: &Arc<Run>) -> (Vec<Duration>, f64) {
     let clients: Vec<_> = (0..a.concurrency)
         .map(|_| {
