@@ -90,6 +90,27 @@ fn csr_raw(
 
 /// A CSR whose CN holds invalid UTF-8 in a UTF8String. OpenSSL refuses to
 /// build one, so the DER is patched and the request info signed again.
+/// A P-256 CSR whose public point was moved off the curve (one byte of X
+/// changed after signing).
+fn ec_point_off_curve() -> Vec<u8> {
+    let key = KeyType::EcP256.generate().unwrap();
+    let csr = talos_csr_signer::client::build_csr(&key, KeyType::EcP256, "w", &[]).unwrap();
+    let mut der = X509Req::from_pem(&csr).unwrap().to_der().unwrap();
+    let ec = key.ec_key().unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let point = ec
+        .public_key()
+        .to_bytes(
+            ec.group(),
+            openssl::ec::PointConversionForm::UNCOMPRESSED,
+            &mut ctx,
+        )
+        .unwrap();
+    let at = der.windows(point.len()).position(|w| w == point).unwrap();
+    der[at + 10] ^= 1;
+    pem(&der, "CERTIFICATE REQUEST")
+}
+
 fn invalid_utf8_cn(key: &PKey<Private>) -> Vec<u8> {
     let clean = csr_raw(key, MessageDigest::null(), Some(b"nodeXY"), None);
     let mut der = X509Req::from_pem(&clean).unwrap().to_der().unwrap();
@@ -347,6 +368,19 @@ fn hostile_input_matrix() {
             pem(&d, "CERTIFICATE REQUEST")
         },
         Status(C::INVALID_ARGUMENT, "signature does not verify"),
+    );
+    csr_row(
+        "PEM with encryption headers (no pass phrase is asked for)",
+        format!(
+            "{head}\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n{body}"
+        )
+        .into_bytes(),
+        Status(C::INVALID_ARGUMENT, "csr PEM does not decode"),
+    );
+    csr_row(
+        "ECDSA key off its curve",
+        ec_point_off_curve(),
+        Status(C::INVALID_ARGUMENT, "CSR public key does not decode"),
     );
     csr_row(
         "10 000 SANs",

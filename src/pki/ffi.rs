@@ -1,9 +1,11 @@
-//! The two libcrypto calls the `openssl` crate does not wrap.
+//! The libcrypto calls the `openssl` crate does not wrap.
 
 use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::error::ErrorStack;
 use openssl::stack::{Stack, StackRef};
-use openssl::x509::{GeneralName, X509Extension, X509Ref};
+use openssl::x509::{GeneralName, X509Extension, X509Ref, X509Req, X509ReqRef};
+use std::ffi::c_void;
+use std::os::raw::{c_char, c_int, c_long};
 
 /// Whether the certificate has basicConstraints CA:TRUE.
 pub fn is_ca(cert: &X509Ref) -> bool {
@@ -200,4 +202,179 @@ pub fn sign(
         return Err(ErrorStack::get());
     }
     Ok(())
+}
+
+extern "C" {
+    fn OSSL_LIB_CTX_new() -> *mut c_void;
+    fn OSSL_PROVIDER_load(ctx: *mut c_void, name: *const c_char) -> *mut c_void;
+    fn X509_REQ_it() -> *const c_void;
+    fn ASN1_item_d2i_ex(
+        val: *mut *mut c_void,
+        input: *mut *const u8,
+        len: c_long,
+        it: *const c_void,
+        ctx: *mut c_void,
+        propq: *const c_char,
+    ) -> *mut c_void;
+    fn PEM_bytes_read_bio(
+        data: *mut *mut u8,
+        len: *mut c_long,
+        name: *mut *mut c_char,
+        wanted: *const c_char,
+        bio: *mut openssl_sys::BIO,
+        cb: Option<PasswordCallback>,
+        u: *mut c_void,
+    ) -> c_int;
+    fn X509_REQ_verify_ex(
+        req: *mut openssl_sys::X509_REQ,
+        key: *mut openssl_sys::EVP_PKEY,
+        ctx: *mut c_void,
+        propq: *const c_char,
+    ) -> c_int;
+    fn i2d_X509_PUBKEY(key: *mut c_void, out: *mut *mut u8) -> c_int;
+}
+
+type PasswordCallback = unsafe extern "C" fn(*mut c_char, c_int, c_int, *mut c_void) -> c_int;
+
+/// A CSR is never encrypted. Without a callback OpenSSL would ask for a pass
+/// phrase on the controlling terminal when a caller sends a PEM block with
+/// encryption headers, holding a signing thread until someone answers.
+unsafe extern "C" fn no_password(_: *mut c_char, _: c_int, _: c_int, _: *mut c_void) -> c_int {
+    0
+}
+
+/// A library context holding only OpenSSL's "null" provider. A CSR decoded in
+/// it keeps its SubjectPublicKeyInfo as bytes: in the default context OpenSSL
+/// 3.0 turns that key into an EVP_PKEY through a decoder context it builds
+/// afresh for every CSR (a million instructions, twenty times the rest of the
+/// parse; scripts/BENCHMARKS.md), and `keys::csr_public_key` does it for a
+/// fraction of that. No algorithm is ever fetched from this context.
+fn keyless() -> *mut c_void {
+    static CTX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CTX.get_or_init(|| {
+        // SAFETY: plain constructors; a failure leaves NULL, which makes the
+        // decoder fall back to the default context (slower, still correct).
+        unsafe {
+            let ctx = OSSL_LIB_CTX_new();
+            if !ctx.is_null() && OSSL_PROVIDER_load(ctx, c"null".as_ptr()).is_null() {
+                drop(ErrorStack::get());
+            }
+            ctx as usize
+        }
+    }) as *mut c_void
+}
+
+/// Reads one PEM CERTIFICATE REQUEST as `X509Req::from_pem` does (same PEM
+/// reader, same labels, same DER decoder), except that the public key is
+/// left undecoded (see `keyless`) and no pass phrase is ever asked for.
+pub fn csr_from_pem(pem: &[u8]) -> Result<X509Req, ErrorStack> {
+    let len = c_int::try_from(pem.len()).map_err(|_| ErrorStack::get())?;
+    // SAFETY: the BIO reads `pem` only while this function runs; the DER
+    // buffer PEM_bytes_read_bio returns is ours to free, and the X509_REQ
+    // decoded from it owns no part of it.
+    unsafe {
+        let bio = openssl_sys::BIO_new_mem_buf(pem.as_ptr().cast(), len);
+        if bio.is_null() {
+            return Err(ErrorStack::get());
+        }
+        let (mut der, mut der_len) = (std::ptr::null_mut(), 0);
+        let read = PEM_bytes_read_bio(
+            &mut der,
+            &mut der_len,
+            std::ptr::null_mut(),
+            c"CERTIFICATE REQUEST".as_ptr(),
+            bio,
+            Some(no_password),
+            std::ptr::null_mut(),
+        );
+        openssl_sys::BIO_free_all(bio);
+        if read != 1 {
+            return Err(ErrorStack::get());
+        }
+        let mut p = der as *const u8;
+        let req = ASN1_item_d2i_ex(
+            &mut std::ptr::null_mut(),
+            &mut p,
+            der_len,
+            X509_REQ_it(),
+            keyless(),
+            std::ptr::null(),
+        );
+        openssl_sys::CRYPTO_free(der.cast(), c"pki/ffi.rs".as_ptr(), 0);
+        if req.is_null() {
+            return Err(ErrorStack::get());
+        }
+        Ok(X509Req::from_ptr(req.cast()))
+    }
+}
+
+/// Whether the CSR is signed by `key`, checked in the default library context
+/// (the CSR's own context fetches nothing).
+pub fn csr_signed_by<T>(req: &X509ReqRef, key: &openssl::pkey::PKeyRef<T>) -> bool {
+    // SAFETY: valid CSR and key; NULL selects the default library context.
+    let ok = unsafe {
+        X509_REQ_verify_ex(
+            req.as_ptr(),
+            key.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null(),
+        )
+    };
+    if ok != 1 {
+        drop(ErrorStack::get());
+    }
+    ok == 1
+}
+
+/// The CSR's SubjectPublicKeyInfo re-encoded as DER, byte for byte as sent.
+pub fn csr_spki_der(req: &X509ReqRef) -> Result<Vec<u8>, ErrorStack> {
+    // SAFETY: i2d on the CSR's own X509_PUBKEY, first sizing, then writing
+    // into a buffer of that size.
+    unsafe {
+        let src = X509_REQ_get_X509_PUBKEY(req.as_ptr());
+        let len = i2d_X509_PUBKEY(src, std::ptr::null_mut());
+        if src.is_null() || len <= 0 {
+            return Err(ErrorStack::get());
+        }
+        let mut out = vec![0u8; len as usize];
+        let mut p = out.as_mut_ptr();
+        if i2d_X509_PUBKEY(src, &mut p) != len {
+            return Err(ErrorStack::get());
+        }
+        Ok(out)
+    }
+}
+
+/// What the CSR's SubjectPublicKeyInfo names: the algorithm, the curve when
+/// the parameters are a named curve, and the key bits.
+pub struct SpkiParts<'a> {
+    pub algorithm: openssl::nid::Nid,
+    pub curve: Option<openssl::nid::Nid>,
+    /// The parameters are absent (`None`) or NULL (`Some(true)`) or something
+    /// else (`Some(false)`).
+    pub null_params: Option<bool>,
+    pub bits: &'a [u8],
+}
+
+pub fn csr_spki_parts(req: &X509ReqRef) -> Result<SpkiParts<'_>, ErrorStack> {
+    use openssl_sys::{V_ASN1_NULL, V_ASN1_OBJECT};
+    // SAFETY: the OIDs and bytes belong to the CSR, borrowed with it.
+    unsafe {
+        let (alg, bits, algor) = csr_spki(req)?;
+        let (mut _obj, mut ptype, mut pval) = (std::ptr::null(), 0, std::ptr::null());
+        openssl_sys::X509_ALGOR_get0(&mut _obj, &mut ptype, &mut pval, algor);
+        let nid = |o: *const openssl_sys::ASN1_OBJECT| {
+            openssl::nid::Nid::from_raw(openssl_sys::OBJ_obj2nid(o))
+        };
+        Ok(SpkiParts {
+            algorithm: nid(alg),
+            curve: (ptype == V_ASN1_OBJECT).then(|| nid(pval.cast())),
+            null_params: match ptype {
+                V_ASN1_UNDEF => None,
+                V_ASN1_NULL => Some(true),
+                _ => Some(false),
+            },
+            bits,
+        })
+    }
 }

@@ -76,7 +76,7 @@ fn invalid(msg: impl Into<String>) -> IssueError {
 pub fn parse(policy: &Policy, csr_pem: &[u8]) -> Result<Csr, IssueError> {
     policy.check_csr_size(csr_pem.len())?;
     let req = parse_pem_csr(csr_pem)?;
-    let key = req.public_key().map_err(|e| {
+    let key = keys::csr_public_key(&req).map_err(|e| {
         invalid(format!(
             "CSR public key does not decode: {}",
             keys::openssl_reason(&e)
@@ -88,8 +88,7 @@ pub fn parse(policy: &Policy, csr_pem: &[u8]) -> Result<Csr, IssueError> {
     let key_type = key_type.ok_or_else(|| invalid("CSR key type is not supported"))?;
     // Proof of possession: a CSR not signed by its own key may carry a key the
     // caller does not hold. Upstream answers INTERNAL; the fault is the caller's.
-    if !req.verify(&key).unwrap_or(false) {
-        drop(ErrorStack::get());
+    if !ffi::csr_signed_by(&req, &key) {
         return Err(invalid(
             "CSR signature does not verify against its public key",
         ));
@@ -279,7 +278,7 @@ fn parse_pem_csr(pem: &[u8]) -> Result<X509Req, IssueError> {
     // would be silently ignored by the PEM reader, and what was signed would
     // no longer be obviously what was sent.
     single_block(pem)?;
-    X509Req::from_pem(pem).map_err(|e| {
+    ffi::csr_from_pem(pem).map_err(|e| {
         invalid(format!(
             "csr PEM does not decode: {}",
             keys::openssl_reason(&e)

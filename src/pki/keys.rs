@@ -3,13 +3,16 @@
 use std::fmt;
 use std::str::FromStr;
 
-use openssl::ec::{EcGroup, EcKey};
+use openssl::bn::BigNumContext;
+use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private};
+use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
-use openssl::x509::X509;
+use openssl::x509::{X509ReqRef, X509};
+
+use super::ffi::{self, SpkiParts};
 
 /// Smallest RSA modulus we accept anywhere: below this a key is breakable.
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -191,9 +194,104 @@ pub fn openssl_reason(e: &ErrorStack) -> String {
         .unwrap_or_else(|| "malformed data".to_string())
 }
 
+/// A CSR's public key (the CSR must come from `ffi::csr_from_pem`). The key
+/// types workers use are built straight from the SubjectPublicKeyInfo's bits;
+/// any other form goes through OpenSSL's decoder as `X509Req::public_key`
+/// would, so it is accepted or refused exactly as before.
+pub fn csr_public_key(req: &X509ReqRef) -> Result<PKey<Public>, ErrorStack> {
+    if let Some(key) = key_from_parts(&ffi::csr_spki_parts(req)?) {
+        return Ok(key);
+    }
+    PKey::public_key_from_der(&ffi::csr_spki_der(req)?)
+}
+
+/// Ed25519 without parameters, RSA with NULL parameters, ECDSA on a named
+/// curve we support; `None` for anything else or anything that does not build.
+fn key_from_parts(p: &SpkiParts<'_>) -> Option<PKey<Public>> {
+    let built = match (p.algorithm, p.null_params, p.curve) {
+        (a, None, _) if a.as_raw() == openssl_sys::NID_ED25519 => {
+            PKey::public_key_from_raw_bytes(p.bits, Id::ED25519)
+        }
+        (Nid::RSAENCRYPTION, Some(true), _) => {
+            Rsa::public_key_from_der_pkcs1(p.bits).and_then(PKey::from_rsa)
+        }
+        (Nid::X9_62_ID_ECPUBLICKEY, Some(false), Some(curve)) => {
+            let group = named_group(curve)?;
+            BigNumContext::new()
+                .and_then(|mut ctx| EcPoint::from_bytes(group, p.bits, &mut ctx))
+                .and_then(|point| EcKey::from_public_key(group, &point))
+                .and_then(PKey::from_ec_key)
+        }
+        _ => return None,
+    };
+    built.ok()
+}
+
+/// The curves of `KeyType`, built once: OpenSSL 3.0 rebuilds a curve's
+/// tables every time one is asked for by name.
+fn named_group(curve: Nid) -> Option<&'static EcGroup> {
+    static GROUPS: std::sync::OnceLock<Vec<(Nid, EcGroup)>> = std::sync::OnceLock::new();
+    GROUPS
+        .get_or_init(|| {
+            [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1]
+                .into_iter()
+                .filter_map(|n| EcGroup::from_curve_name(n).ok().map(|g| (n, g)))
+                .collect()
+        })
+        .iter()
+        .find(|(n, _)| *n == curve)
+        .map(|(_, g)| g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CSR's key built from its bits is the key OpenSSL's decoder finds,
+    /// for every type workers use; other types still decode through OpenSSL.
+    #[test]
+    fn csr_keys_are_built_without_the_decoder_and_match_it() {
+        use crate::pki::San;
+        let mut types = vec![KeyType::Ed25519, KeyType::EcP256, KeyType::EcP384];
+        types.extend([KeyType::EcP521, KeyType::Rsa(2048)]);
+        for kt in types {
+            let key = kt.generate().unwrap();
+            let pem = crate::client::build_csr(&key, kt, "w", &[San::Dns("w".into())]).unwrap();
+            let req = ffi::csr_from_pem(&pem).unwrap();
+            let parts = ffi::csr_spki_parts(&req).unwrap();
+            let fast = key_from_parts(&parts).unwrap_or_else(|| panic!("{kt}: no fast path"));
+            let decoded = PKey::public_key_from_der(&ffi::csr_spki_der(&req).unwrap()).unwrap();
+            assert!(fast.public_eq(&decoded), "{kt}");
+            assert!(fast.public_eq(&key), "{kt}");
+            assert_eq!(KeyType::of(&csr_public_key(&req).unwrap()), Some(kt));
+            assert!(ffi::csr_signed_by(&req, &fast), "{kt}");
+        }
+        // Ed448 has no fast path: decoded by OpenSSL, described, not supported.
+        let ed448 = PKey::generate_ed448().unwrap();
+        let mut b = openssl::x509::X509Req::builder().unwrap();
+        b.set_pubkey(&ed448).unwrap();
+        b.sign(&ed448, MessageDigest::null()).unwrap();
+        let req = ffi::csr_from_pem(&b.build().to_pem().unwrap()).unwrap();
+        assert!(key_from_parts(&ffi::csr_spki_parts(&req).unwrap()).is_none());
+        let key = csr_public_key(&req).unwrap();
+        assert_eq!(
+            (KeyType::of(&key), KeyType::describe(&key)),
+            (None, "Ed448".into())
+        );
+    }
+
+    /// A key whose bits do not build (an EC point off the curve) is left to
+    /// OpenSSL's decoder (which refuses it, as before).
+    #[test]
+    fn csr_keys_that_do_not_build_are_left_to_the_decoder() {
+        let parts = SpkiParts {
+            algorithm: Nid::X9_62_ID_ECPUBLICKEY,
+            curve: Some(Nid::X9_62_PRIME256V1),
+            null_params: Some(false),
+            bits: &[4u8; 65],
+        };
+        assert!(key_from_parts(&parts).is_none());
+    }
 
     #[test]
     fn talos_label_is_relabeled_and_parsed() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use openssl::nid::Nid;
-use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509};
+use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509Req, X509};
 use talos_csr_signer::pki::ca::MachineCa;
 use talos_csr_signer::pki::keys::KeyType;
 use talos_csr_signer::pki::{cert_sans, is_ca, issue};
@@ -50,4 +50,10 @@ fuzz_target!(|data: &[u8]| {
         .next()
         .is_none());
     assert_eq!(cert_sans(&cert), csr.sans);
+    // The CSR reader builds the key itself (ffi::csr_from_pem): OpenSSL's own
+    // path must read the same CSR, decode the same key and verify it too.
+    let req = X509Req::from_pem(data).expect("OpenSSL reads what we accepted");
+    let key = req.public_key().expect("OpenSSL decodes the key we certified");
+    assert!(req.verify(&key).unwrap_or(false), "OpenSSL verifies what we accepted");
+    assert!(cert.public_key().unwrap().public_eq(&key), "the certified key is the CSR's");
 });
