@@ -332,8 +332,11 @@ pub fn csr_spki_der(req: &X509ReqRef) -> Result<Vec<u8>, ErrorStack> {
     // into a buffer of that size.
     unsafe {
         let src = X509_REQ_get_X509_PUBKEY(req.as_ptr());
+        if src.is_null() {
+            return Err(ErrorStack::get());
+        }
         let len = i2d_X509_PUBKEY(src, std::ptr::null_mut());
-        if src.is_null() || len <= 0 {
+        if len <= 0 {
             return Err(ErrorStack::get());
         }
         let mut out = vec![0u8; len as usize];
@@ -345,15 +348,22 @@ pub fn csr_spki_der(req: &X509ReqRef) -> Result<Vec<u8>, ErrorStack> {
     }
 }
 
-/// What the CSR's SubjectPublicKeyInfo names: the algorithm, the curve when
-/// the parameters are a named curve, and the key bits.
+/// What the CSR's SubjectPublicKeyInfo names: the algorithm, its parameters
+/// and the key bits.
 pub struct SpkiParts<'a> {
     pub algorithm: openssl::nid::Nid,
-    pub curve: Option<openssl::nid::Nid>,
-    /// The parameters are absent (`None`) or NULL (`Some(true)`) or something
-    /// else (`Some(false)`).
-    pub null_params: Option<bool>,
+    pub params: Params,
     pub bits: &'a [u8],
+}
+
+/// The AlgorithmIdentifier's parameters, in the forms keys take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Params {
+    Absent,
+    Null,
+    /// An OID, as ECDSA keys name their curve.
+    Object(openssl::nid::Nid),
+    Other,
 }
 
 pub fn csr_spki_parts(req: &X509ReqRef) -> Result<SpkiParts<'_>, ErrorStack> {
@@ -368,11 +378,11 @@ pub fn csr_spki_parts(req: &X509ReqRef) -> Result<SpkiParts<'_>, ErrorStack> {
         };
         Ok(SpkiParts {
             algorithm: nid(alg),
-            curve: (ptype == V_ASN1_OBJECT).then(|| nid(pval.cast())),
-            null_params: match ptype {
-                V_ASN1_UNDEF => None,
-                V_ASN1_NULL => Some(true),
-                _ => Some(false),
+            params: match ptype {
+                V_ASN1_UNDEF => Params::Absent,
+                V_ASN1_NULL => Params::Null,
+                V_ASN1_OBJECT => Params::Object(nid(pval.cast())),
+                _ => Params::Other,
             },
             bits,
         })

@@ -12,7 +12,7 @@ use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
 use openssl::x509::{X509ReqRef, X509};
 
-use super::ffi::{self, SpkiParts};
+use super::ffi::{self, Params, SpkiParts};
 
 /// Smallest RSA modulus we accept anywhere: below this a key is breakable.
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -208,14 +208,14 @@ pub fn csr_public_key(req: &X509ReqRef) -> Result<PKey<Public>, ErrorStack> {
 /// Ed25519 without parameters, RSA with NULL parameters, ECDSA on a named
 /// curve we support; `None` for anything else or anything that does not build.
 fn key_from_parts(p: &SpkiParts<'_>) -> Option<PKey<Public>> {
-    let built = match (p.algorithm, p.null_params, p.curve) {
-        (a, None, _) if a.as_raw() == openssl_sys::NID_ED25519 => {
+    let built = match (p.algorithm, p.params) {
+        (a, Params::Absent) if a.as_raw() == openssl_sys::NID_ED25519 => {
             PKey::public_key_from_raw_bytes(p.bits, Id::ED25519)
         }
-        (Nid::RSAENCRYPTION, Some(true), _) => {
+        (Nid::RSAENCRYPTION, Params::Null) => {
             Rsa::public_key_from_der_pkcs1(p.bits).and_then(PKey::from_rsa)
         }
-        (Nid::X9_62_ID_ECPUBLICKEY, Some(false), Some(curve)) => {
+        (Nid::X9_62_ID_ECPUBLICKEY, Params::Object(curve)) => {
             let group = named_group(curve)?;
             BigNumContext::new()
                 .and_then(|mut ctx| EcPoint::from_bytes(group, p.bits, &mut ctx))
@@ -286,8 +286,7 @@ mod tests {
     fn csr_keys_that_do_not_build_are_left_to_the_decoder() {
         let parts = SpkiParts {
             algorithm: Nid::X9_62_ID_ECPUBLICKEY,
-            curve: Some(Nid::X9_62_PRIME256V1),
-            null_params: Some(false),
+            params: Params::Object(Nid::X9_62_PRIME256V1),
             bits: &[4u8; 65],
         };
         assert!(key_from_parts(&parts).is_none());
