@@ -55,14 +55,21 @@ impl HealthState {
 
     /// SERVING unless stopping or the CA cannot sign any more.
     pub fn serving(&self) -> bool {
-        !self.lock().stopping && self.current.get().ca.not_after_unix() > crate::unix_now()
+        self.status() == ServingStatus::SERVING
     }
 
     /// Wakes watchers so they re-read the status (after a reload, on a tick
     /// that may have crossed the CA's notAfter).
     pub fn poke(&self) {
+        self.advance(false);
+    }
+
+    /// Moves the version (and sets `stopping` if asked) under one lock, so
+    /// a watcher never sees a new version without the matching flag.
+    fn advance(&self, stop: bool) {
         let wakers = {
             let mut inner = self.lock();
+            inner.stopping |= stop;
             inner.version += 1;
             std::mem::take(&mut inner.wakers)
         };
@@ -72,29 +79,44 @@ impl HealthState {
     /// NOT_SERVING from now on; Watch streams send it and end. Waits (up to
     /// `within`) until they have, so stopping the servers cannot cut one short.
     pub fn begin_shutdown(&self, within: std::time::Duration) {
-        self.lock().stopping = true;
-        self.poke();
+        self.advance(true);
         let deadline = std::time::Instant::now() + within;
         while self.lock().watchers > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
-    fn status(&self) -> ServingStatus {
-        if self.serving() {
+    /// Version, status and whether to end, read together: a watcher that
+    /// checked `stopping` after reading the status could see shutdown begin
+    /// in between and close without ever sending NOT_SERVING.
+    fn snapshot(&self, known: bool) -> Snapshot {
+        let (version, stopping) = {
+            let inner = self.lock();
+            (inner.version, inner.stopping)
+        };
+        let status = if !known {
+            ServingStatus::SERVICE_UNKNOWN
+        } else if !stopping && self.current.get().ca.not_after_unix() > crate::unix_now() {
             ServingStatus::SERVING
         } else {
             ServingStatus::NOT_SERVING
+        };
+        Snapshot {
+            version,
+            status,
+            stopping,
         }
     }
 
-    fn version(&self) -> u64 {
-        self.lock().version
+    fn status(&self) -> ServingStatus {
+        self.snapshot(true).status
     }
+}
 
-    fn stopping(&self) -> bool {
-        self.lock().stopping
-    }
+struct Snapshot {
+    version: u64,
+    status: ServingStatus,
+    stopping: bool,
 }
 
 /// Resolves once the state's version moves past `seen`.
@@ -176,29 +198,24 @@ impl Health for HealthService {
         ctx.spawn(async move {
             let mut last = None;
             loop {
-                let seen = state.version();
-                let status = if known {
-                    state.status()
-                } else {
-                    ServingStatus::SERVICE_UNKNOWN
-                };
-                if last != Some(status) {
+                let now = state.snapshot(known);
+                if last != Some(now.status) {
                     if sink
-                        .send((response(status), WriteFlags::default()))
+                        .send((response(now.status), WriteFlags::default()))
                         .await
                         .is_err()
                     {
                         break;
                     }
-                    last = Some(status);
+                    last = Some(now.status);
                 }
-                if state.stopping() {
+                if now.stopping {
                     let _ = sink.close().await;
                     break;
                 }
                 Changed {
                     state: Arc::clone(&state),
-                    seen,
+                    seen: now.version,
                 }
                 .await;
             }
