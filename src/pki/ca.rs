@@ -9,6 +9,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::{X509KeyUsage, X509};
 
 use super::ffi;
+use super::issue::FixedExtensions;
 use super::keys::{self, KeyType, MIN_RSA_BITS};
 
 /// Why CA material was refused; the loader adds which file it came from.
@@ -43,6 +44,7 @@ pub struct MachineCa {
     bundle: Vec<X509>,
     not_before_unix: i64,
     not_after_unix: i64,
+    fixed_extensions: FixedExtensions,
 }
 
 impl MachineCa {
@@ -88,6 +90,12 @@ impl MachineCa {
         }
 
         let (bundle_pem, bundle) = build_bundle(&cert, accepted_pems)?;
+        let fixed_extensions = FixedExtensions::for_ca(&cert).map_err(|e| {
+            CaError::Cert(format!(
+                "cannot build the authorityKeyIdentifier that names this CA in issued certificates ({e}); \
+                 give the CA certificate a subjectKeyIdentifier"
+            ))
+        })?;
         Ok(MachineCa {
             cert,
             key,
@@ -96,6 +104,7 @@ impl MachineCa {
             bundle,
             not_before_unix,
             not_after_unix,
+            fixed_extensions,
         })
     }
 
@@ -116,6 +125,10 @@ impl MachineCa {
     }
 
     /// The `ca` field of every response.
+    pub fn fixed_extensions(&self) -> &FixedExtensions {
+        &self.fixed_extensions
+    }
+
     pub fn bundle_pem(&self) -> &[u8] {
         &self.bundle_pem
     }

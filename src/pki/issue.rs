@@ -11,7 +11,9 @@ use openssl::pkey::{PKeyRef, Private};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
-use openssl::x509::{X509Builder, X509Name, X509NameRef, X509Req, X509ReqRef, X509};
+use openssl::x509::{
+    X509Builder, X509Extension, X509Name, X509NameRef, X509Ref, X509Req, X509ReqRef, X509,
+};
 
 use super::ca::MachineCa;
 use super::keys::{self, KeyType};
@@ -189,21 +191,16 @@ pub(super) fn sign_server_cert(
     );
     b.set_not_before(&not_before)?;
     b.set_not_after(&not_after)?;
-    // An end-entity certificate that says so explicitly; apid only serves TLS,
-    // so digitalSignature + serverAuth is all it may do.
-    b.append_extension(BasicConstraints::new().critical().build()?)?;
-    b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-    b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    let fixed = ca.fixed_extensions();
+    b.append_extension2(&fixed.basic_constraints)?;
+    b.append_extension2(&fixed.key_usage)?;
+    b.append_extension2(&fixed.extended_key_usage)?;
     if !sans.is_empty() {
         let empty_subject = subject.entries().next().is_none();
         b.append_extension(san_extension(sans, empty_subject, &b)?)?;
     }
     b.append_extension(subject_key_id(&key_bits)?)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(false)
-        .issuer(false)
-        .build(&b.x509v3_context(Some(ca.cert()), None))?;
-    b.append_extension(aki)?;
+    b.append_extension2(&fixed.authority_key_id)?;
     let cert = b.build();
     if let SubjectKey::Csr(req) = key {
         ffi::copy_public_key(req, &cert)?;
@@ -214,6 +211,35 @@ pub(super) fn sign_server_cert(
         serial_hex: serial.to_hex_str()?.to_string(),
         not_after_unix,
     })
+}
+
+/// The extensions every certificate from one CA carries. Built once per CA
+/// (at start and on reload) rather than from their text forms on every call;
+/// `X509_add_ext` copies them into each certificate.
+pub struct FixedExtensions {
+    basic_constraints: X509Extension,
+    key_usage: X509Extension,
+    extended_key_usage: X509Extension,
+    authority_key_id: X509Extension,
+}
+
+impl FixedExtensions {
+    pub fn for_ca(ca_cert: &X509Ref) -> Result<FixedExtensions, ErrorStack> {
+        let b = X509Builder::new()?;
+        Ok(FixedExtensions {
+            // An end-entity certificate that says so explicitly; apid only
+            // serves TLS, so digitalSignature + serverAuth is all it may do.
+            basic_constraints: BasicConstraints::new().critical().build()?,
+            key_usage: KeyUsage::new().critical().digital_signature().build()?,
+            extended_key_usage: ExtendedKeyUsage::new().server_auth().build()?,
+            // The CA's key identifier, so clients find the issuer even when
+            // several CAs share a subject (rotation).
+            authority_key_id: AuthorityKeyIdentifier::new()
+                .keyid(false)
+                .issuer(false)
+                .build(&b.x509v3_context(Some(ca_cert), None))?,
+        })
+    }
 }
 
 /// subjectKeyIdentifier as RFC 7093 method 1: the leftmost 160 bits of the
