@@ -630,9 +630,12 @@ fn webpki_verify(leaf: &X509, bundle: &[X509]) -> Result<(), String> {
         let name = match &san {
             talos_csr_signer::pki::San::Ip(ip) => ServerName::IpAddress((*ip).into()),
             talos_csr_signer::pki::San::Dns(d) => match ServerName::try_from(d.as_str()) {
-                Ok(n) => n.to_owned(),
-                // A SAN that is not a valid DNS name cannot be dialled; no claim to check.
-                Err(_) => continue,
+                Ok(ServerName::DnsName(n)) => ServerName::DnsName(n.to_owned()),
+                // A DNS SAN spelled like an IP address ("0.0.0.0"): dialling
+                // that address matches IP SANs only (webpki, Go, OpenSSL), and
+                // a SAN that is not a valid DNS name cannot be dialled at all;
+                // neither makes a claim to check.
+                Ok(_) | Err(_) => continue,
             },
         };
         ee.verify_is_valid_for_subject_name(&name)
