@@ -124,11 +124,12 @@ impl MachineCa {
         self.key_type.signing_digest()
     }
 
-    /// The `ca` field of every response.
+    /// What every certificate from this CA carries besides its names and key.
     pub fn fixed_extensions(&self) -> &FixedExtensions {
         &self.fixed_extensions
     }
 
+    /// The `ca` field of every response.
     pub fn bundle_pem(&self) -> &[u8] {
         &self.bundle_pem
     }
