@@ -1,3 +1,5 @@
+use std::fmt::Arguments;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -52,12 +54,24 @@ fn parse_args() -> Cli {
     Cli::from_args(&[cmd], &rest).unwrap_or_else(|early| {
         let ok = early.status.is_ok();
         if ok {
-            println!("{}", early.output);
+            // `--help | head` may close the pipe early: nothing to report then.
+            let _ = out(format_args!("{}\n", early.output));
         } else {
             eprintln!("{}", early.output);
         }
         std::process::exit(if ok { 0 } else { 2 })
     })
+}
+
+/// Writes to standard output, flushed. A failed write is the command's error,
+/// not a panic: `import --secret > file` on a full disk must fail, and a reader
+/// that went away (`| head`) must not produce a backtrace.
+fn out(text: Arguments) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to standard output: {e}"))
 }
 
 fn env_var(key: &str) -> Option<String> {
@@ -89,19 +103,17 @@ fn check(args: ServeArgs) -> ExitCode {
         talos_csr_signer::fips::setup(cfg.fips, cfg.fips_allow_ed25519)?;
         talos_csr_signer::check::run(&cfg)
     });
-    match loaded {
-        Ok(report) if json => {
-            print!("{}", report.json());
-            ExitCode::SUCCESS
+    let (text, code) = match loaded {
+        Ok(report) if json => (report.json(), ExitCode::SUCCESS),
+        Ok(report) => (report.text(), ExitCode::SUCCESS),
+        Err(e) if json => (talos_csr_signer::check::json_error(&e), ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("talos-csr-signer: error: {e}");
+            return ExitCode::FAILURE;
         }
-        Ok(report) => {
-            print!("{}", report.text());
-            ExitCode::SUCCESS
-        }
-        Err(e) if json => {
-            print!("{}", talos_csr_signer::check::json_error(&e));
-            ExitCode::FAILURE
-        }
+    };
+    match out(format_args!("{text}")) {
+        Ok(()) => code,
         Err(e) => {
             eprintln!("talos-csr-signer: error: {e}");
             ExitCode::FAILURE
@@ -122,17 +134,19 @@ fn print_dev_hint(cfg: &ServeConfig, started: &Started) {
         TokenSource::File(p) => format!("--token-file {}", abs(p).display()),
         TokenSource::Env(_) => "--token \"$TALOS_TOKEN\"".to_string(),
     };
+    let mut hint = String::new();
     if let Some(plan) = &cfg.dev {
-        println!(
-            "dev mode: throwaway machine CA and token in {} (never use them for real workers)",
+        hint += &format!(
+            "dev mode: throwaway machine CA and token in {} (never use them for real workers)\n",
             abs(&plan.dir).display()
         );
     }
-    println!("request a certificate like a Talos worker with:");
-    println!(
-        "  {exe} request --endpoint {endpoint} --ca {} {token} --cn dev-worker --ip 127.0.0.1 --dns dev-worker",
+    hint += &format!(
+        "request a certificate like a Talos worker with:\n  {exe} request --endpoint {endpoint} --ca {} {token} --cn dev-worker --ip 127.0.0.1 --dns dev-worker\n",
         abs(&cfg.ca_cert).display()
     );
+    // A hint nobody can read is no reason to stop serving.
+    let _ = out(format_args!("{hint}"));
 }
 
 fn import(args: ImportArgs) -> Result<ExitCode, String> {
@@ -147,10 +161,9 @@ fn import(args: ImportArgs) -> Result<ExitCode, String> {
             );
         }
         (None, true) => {
-            print!(
-                "{}",
-                talos_csr_signer::import::secret_manifest(&material, &args.name, &args.namespace)
-            );
+            let manifest =
+                talos_csr_signer::import::secret_manifest(&material, &args.name, &args.namespace);
+            out(format_args!("{manifest}"))?;
             eprintln!(
                 "printed Secret {}/{}: {}",
                 args.namespace, args.name, material.summary
@@ -168,22 +181,27 @@ fn request(args: RequestArgs) -> Result<ExitCode, String> {
     let mut ok = true;
     for check in &checks {
         match &check.result {
-            Ok(detail) => println!("ok    {:<12} {detail}", check.what),
+            Ok(detail) => out(format_args!("ok    {:<12} {detail}\n", check.what))?,
             Err(problem) => {
                 ok = false;
-                println!("FAIL  {:<12} {problem}", check.what);
+                out(format_args!("FAIL  {:<12} {problem}\n", check.what))?;
             }
         }
     }
     if let Some(dir) = &plan.out {
         client::save(dir, &answer)?;
-        println!("saved key.pem, crt.pem and ca.pem in {}", dir.display());
+        out(format_args!(
+            "saved key.pem, crt.pem and ca.pem in {}\n",
+            dir.display()
+        ))?;
     }
     if ok {
-        println!("certificate for CN={} checks out", plan.cn);
+        out(format_args!("certificate for CN={} checks out\n", plan.cn))?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("the signer's answer failed the checks above");
+        out(format_args!(
+            "the signer's answer failed the checks above\n"
+        ))?;
         Ok(ExitCode::FAILURE)
     }
 }

@@ -213,3 +213,36 @@ fn serves_with_memory_deny_write_execute() {
     let _ = child.wait();
     result.expect("signed under MemoryDenyWriteExecute");
 }
+
+/// Runs the binary with standard output already closed by its reader, as in
+/// `talos-csr-signer --help | head -0` or a `kubectl apply` that gave up.
+fn run_into_closed_pipe(list: &[&str]) -> (std::process::ExitStatus, String) {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(ours);
+    let out = Command::new(BIN)
+        .args(list)
+        .stdin(Stdio::null())
+        .stdout(std::os::fd::OwnedFd::from(theirs))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn output_to_a_closed_pipe_is_an_error_not_a_panic() {
+    let (status, err) = run_into_closed_pipe(&["--help"]);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "help into a closed pipe is quiet: {err}");
+
+    let secrets = fixture("secrets.yaml");
+    let (status, err) = run_into_closed_pipe(&["import", "--from", &secrets, "--secret"]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "talos-csr-signer: error: cannot write to standard output: Broken pipe (os error 32)"
+    );
+}
