@@ -9,7 +9,8 @@
 # CPU per call; then h2load (nghttp2) as an independent client, persistent and
 # as a storm of fresh connections. Concurrency 16, the ceiling and the h2load
 # persistent run are medians of three runs. Every loadgen call uses one of
-# 1000 distinct CSRs. The load generators run on the same machine.
+# 1000 distinct CSRs. The load generators run on the same machine. Last, the
+# memory of each of 10 idle instances running side by side (PSS and private).
 #   scripts/bench.sh [--quick]   (--quick: 10 s idle window, fewer calls)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -27,7 +28,12 @@ IDLE_S=60; CALLS=4000
 [ "$quick" = "--quick" ] && { IDLE_S=10; CALLS=1500; }
 work="$(mktemp -d)"
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+many=()
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ "${#many[@]}" -gt 0 ] && kill "${many[@]}" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 make_ca() { # $1 = ed25519 | p256
@@ -97,6 +103,40 @@ h2_mean() {
     sed -e 's/us$/ 0.001/' -e 's/ms$/ 1/' -e 's/s$/ 1000/' | awk '{ printf "%.2f", $1 * $2 }'
 }
 
+# What one more tenant costs: N idle instances side by side (as N Kamaji
+# sidecars on one node share the image's files), each one's proportional set
+# size (shared pages divided among the processes that map them) and its
+# private memory (pages no other instance can share). The kernel maps cached
+# code pages around every touched one (fault-around), so RSS overstates what
+# a process uses; PSS and private do not.
+# Each listens on a port of its own choosing (port 0) so none can collide with
+# the load generators' ephemeral ports. Prints: n, mean PSS and mean private
+# memory in KB. Not in $(…): the instances' pids must stay visible to the exit
+# trap.
+instances() { # $1 = CA dir, $2 = how many
+  local d="$1" i port pss=0 priv=0 p
+  for i in $(seq 1 "$2"); do
+    "$BIN" serve --listen 127.0.0.1:0 --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" \
+      --token-file "$d/token" >/dev/null 2>"$work/tenant$i.log" &
+    many+=($!)
+  done
+  for i in $(seq 1 "$2"); do
+    until port="$(sed -n 's/.* listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/tenant$i.log")"; [ -n "$port" ]; do
+      kill -0 "${many[i - 1]}" 2>/dev/null || { echo "instance $i exited: $(tail -n1 "$work/tenant$i.log")" >&2; return 1; }
+      sleep 0.05
+    done
+    "$LOADGEN" ready --target "127.0.0.1:$port" >/dev/null
+  done
+  sleep 1
+  for p in "${many[@]}"; do
+    pss=$(( pss + $(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup") ))
+    priv=$(( priv + $(awk '$1 ~ /^Private_(Clean|Dirty):$/ { s += $2 } END { print s }' "/proc/$p/smaps_rollup") ))
+  done
+  kill "${many[@]}"; wait "${many[@]}" 2>/dev/null || true; many=()
+  echo "n=$2 pss_kb=$(( pss / $2 )) private_kb=$(( priv / $2 ))"
+}
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
+
 run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   local kind="$1" kt="$2" d="$work/$1" port=50901 t0 ready rss anon threads c0 c1
   make_ca "$kind"
@@ -134,8 +174,10 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   # Not in $(…): the instance's pid must stay visible to the exit trap.
   h2load_run "$d" "$kt" "$port" >"$work/h2.out"
-  local h2
+  local h2 tenants
   h2="$(cat "$work/h2.out")"
+  instances "$d" 10 >"$work/tenants.out"
+  tenants="$(cat "$work/tenants.out")"
   local r16 pct per_call alone per_conn hz
   r16="$(echo "$c16" | field rps)"
   pct="$(percent "$r16" "$ceiling")"
@@ -150,6 +192,7 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
     echo "| measure | value |"
     echo "|---|---|"
     row "idle RSS 1 s after ready" "$((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MB ($((anon / 1024)).$(( (anon % 1024) * 10 / 1024 )) MB anonymous; the rest is code pages shared between instances)"
+    row "each of 10 idle instances side by side (10 tenants on one node)" "PSS $(mb "$(echo "$tenants" | field pss_kb)"), private $(mb "$(echo "$tenants" | field private_kb)")"
     row "threads" "$threads"
     row "CPU while idle ($IDLE_S s)" "$((c1 - c0)) ticks ($(awk -v t="$((c1 - c0))" -v s="$IDLE_S" 'BEGIN { printf "%.2f", t / s }')/s)"
     row "start to ready (TLS handshake accepted)" "$ready ms"
