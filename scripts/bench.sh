@@ -191,7 +191,7 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
     echo
     echo "| measure | value |"
     echo "|---|---|"
-    row "idle RSS 1 s after ready" "$((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MB ($((anon / 1024)).$(( (anon % 1024) * 10 / 1024 )) MB anonymous; the rest is code pages shared between instances)"
+    row "idle RSS 1 s after ready" "$(mb "$rss") ($(mb "$anon") anonymous; the rest is code pages shared between instances)"
     row "each of 10 idle instances side by side (10 tenants on one node)" "PSS $(mb "$(echo "$tenants" | field pss_kb)"), private $(mb "$(echo "$tenants" | field private_kb)")"
     row "threads" "$threads"
     row "CPU while idle ($IDLE_S s)" "$((c1 - c0)) ticks ($(awk -v t="$((c1 - c0))" -v s="$IDLE_S" 'BEGIN { printf "%.2f", t / s }')/s)"

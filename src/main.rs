@@ -80,7 +80,7 @@ fn env_var(key: &str) -> Option<String> {
 
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     if args.check {
-        return Ok(check(args));
+        return check(args);
     }
     let cfg = args.resolve(&env_var)?;
     // Before anything else uses OpenSSL (dev keys, the gRPC environment).
@@ -97,7 +97,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
 }
 
 /// `check`: exit 0 with a report when the configuration loads, 1 otherwise.
-fn check(args: ServeArgs) -> ExitCode {
+fn check(args: ServeArgs) -> Result<ExitCode, String> {
     let json = args.json;
     let loaded = args.resolve(&env_var).and_then(|cfg| {
         talos_csr_signer::fips::setup(cfg.fips, cfg.fips_allow_ed25519)?;
@@ -107,18 +107,10 @@ fn check(args: ServeArgs) -> ExitCode {
         Ok(report) if json => (report.json(), ExitCode::SUCCESS),
         Ok(report) => (report.text(), ExitCode::SUCCESS),
         Err(e) if json => (talos_csr_signer::check::json_error(&e), ExitCode::FAILURE),
-        Err(e) => {
-            eprintln!("talos-csr-signer: error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return Err(e),
     };
-    match out(format_args!("{text}")) {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("talos-csr-signer: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    out(format_args!("{text}"))?;
+    Ok(code)
 }
 
 /// The exact command that exercises a `--dev` server; never the token itself.
