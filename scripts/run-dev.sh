@@ -9,4 +9,4 @@ set -euo pipefail
 help_if_asked "${1:-}"
 cd "$ROOT"
 scripts/setup.sh
-exec cargo run --release --quiet -- serve --dev "$@"
+exec cargo run --release --quiet --bin talos-csr-signer -- serve --dev "$@"

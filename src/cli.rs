@@ -20,8 +20,11 @@ use crate::throttle::Limits;
 
 #[derive(FromArgs)]
 /// Signs Talos worker apid certificates the way trustd does, for Talos workers
-/// that join kubeadm or Kamaji control planes. `check` takes serve's flags and
-/// reports the configuration without serving (same as `serve --check`).
+/// that join kubeadm or Kamaji control planes. With no subcommand it serves,
+/// so the Go talos-csr-signer's command lines work as they are (its flags
+/// --port, --ca-cert-path, --ca-key-path, --tls-cert-path, --tls-key-path and
+/// --talos-token included). `check` takes serve's flags and reports the
+/// configuration without serving (same as `serve --check`).
 pub struct Cli {
     #[argh(subcommand)]
     pub command: Command,
@@ -62,18 +65,24 @@ pub struct ImportArgs {
 #[argh(subcommand, name = "serve")]
 /// serve trustd's SecurityService (gRPC over TLS, port 50001).
 pub struct ServeArgs {
-    /// listen address IP:PORT [default 0.0.0.0:50001; env PORT sets only the port]
+    /// listen address IP:PORT [default 0.0.0.0:50001]
     #[argh(option)]
     pub listen: Option<String>,
-    /// machine CA certificate, PEM [env CA_CERT_PATH; default /etc/talos-ca/ca.crt]
+    /// port to listen on, all interfaces; --listen wins [env PORT; default 50001]
+    #[argh(option)]
+    pub port: Option<String>,
+    /// machine CA certificate, PEM [env CA_CERT_PATH; default /etc/talos-ca/ca.crt, else /etc/talos-ca/tls.crt]
     #[argh(option)]
     pub ca_cert: Option<PathBuf>,
-    /// machine CA private key, PEM [env CA_KEY_PATH; default /etc/talos-ca/ca.key]
+    /// machine CA private key, PEM [env CA_KEY_PATH; default /etc/talos-ca/ca.key, else /etc/talos-ca/tls.key]
     #[argh(option)]
     pub ca_key: Option<PathBuf>,
     /// file holding the machine token [env TALOS_TOKEN_FILE]; or set TALOS_TOKEN
     #[argh(option)]
     pub token_file: Option<PathBuf>,
+    /// the machine token itself: every user of the machine can read it in the process list, prefer TALOS_TOKEN or --token-file
+    #[argh(option)]
+    pub talos_token: Option<String>,
     /// IPs workers dial (VIP, node IPs), comma-separated, for our TLS cert [env SERVER_IPS]
     #[argh(option)]
     pub server_ips: Option<String>,
@@ -131,10 +140,10 @@ pub struct ServeArgs {
     /// audit records (JSON lines): "-" for stderr, "off", or a file [env AUDIT_LOG; default -]
     #[argh(option)]
     pub audit_log: Option<String>,
-    /// serve this certificate (PEM, e.g. from cert-manager) instead of a generated one [env TLS_CERT_PATH]
+    /// serve this certificate (PEM, e.g. from cert-manager) instead of a generated one [env TLS_CERT_PATH; default /etc/talos-server-crt/tls.crt if it and its key exist]
     #[argh(option)]
     pub tls_cert: Option<PathBuf>,
-    /// its private key [env TLS_KEY_PATH]
+    /// its private key [env TLS_KEY_PATH; default /etc/talos-server-crt/tls.key]
     #[argh(option)]
     pub tls_key: Option<PathBuf>,
     /// how often to look for changed CA, token and TLS files; 0 disables (SIGHUP still reloads) [env RELOAD_INTERVAL; default 10s]
@@ -207,16 +216,38 @@ pub struct RequestArgs {
 /// table in tests.
 struct Lookup<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// `Path::exists` in production: the default file layouts are chosen by
+    /// which files are there.
+    exists: &'a dyn Fn(&Path) -> bool,
 }
 
 impl Lookup<'_> {
     fn text(&self, flag: Option<String>, var: &str) -> Option<String> {
-        flag.or_else(|| (self.env)(var).filter(|v| !v.trim().is_empty()))
+        flag.or_else(|| self.var(var))
+    }
+
+    /// An environment variable; empty counts as unset.
+    fn var(&self, var: &str) -> Option<String> {
+        (self.env)(var).filter(|v| !v.trim().is_empty())
     }
 
     fn path(&self, flag: Option<PathBuf>, var: &str) -> Option<PathBuf> {
         self.text(flag.map(|p| p.display().to_string()), var)
             .map(PathBuf::from)
+    }
+
+    /// Like `path`, with the name of the setting that gave it, for the
+    /// startup log.
+    fn named_path(
+        &self,
+        flag: Option<PathBuf>,
+        flag_name: &str,
+        var: &str,
+    ) -> Option<(PathBuf, String)> {
+        match flag {
+            Some(p) => Some((p, flag_name.to_string())),
+            None => self.var(var).map(|v| (PathBuf::from(v), var.to_string())),
+        }
     }
 
     fn duration(&self, flag: Option<String>, var: &str, default: &str) -> Result<Duration, String> {
@@ -288,44 +319,76 @@ impl Lookup<'_> {
 
 /// Where systemd's `LoadCredential=` put a file, if it did.
 fn credential(env: &Lookup<'_>, name: &str) -> Option<PathBuf> {
-    let dir = (env.env)("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let dir = env.var("CREDENTIALS_DIRECTORY")?;
     let path = PathBuf::from(dir).join(name);
-    path.exists().then_some(path)
+    (env.exists)(&path).then_some(path)
+}
+
+/// Where the Go talos-csr-signer's images find their files, and so do we when
+/// nothing names them: the machine CA Secret and cert-manager's serving
+/// certificate Secret, mounted as its manifests mount them.
+const CA_DIR: &str = "/etc/talos-ca";
+const SERVING_DIR: &str = "/etc/talos-server-crt";
+
+/// The CA files when nothing names them. The Go signer's first version
+/// mounted `ca.crt`/`ca.key`; its current one mounts the Secret that
+/// cert-manager's CA Issuer reads, whose keys are `tls.crt`/`tls.key`. Take
+/// the first pair that is there, whole.
+fn default_ca_files(env: &Lookup<'_>) -> (PathBuf, PathBuf, String) {
+    let dir = Path::new(CA_DIR);
+    let both = |c: &str, k: &str| {
+        let (c, k) = (dir.join(c), dir.join(k));
+        ((env.exists)(&c) && (env.exists)(&k)).then_some((c, k))
+    };
+    if let Some((c, k)) = both("ca.crt", "ca.key") {
+        return (c, k, "the default paths".to_string());
+    }
+    if let Some((c, k)) = both("tls.crt", "tls.key") {
+        let why = format!(
+            "the default paths of a cert-manager CA Secret ({CA_DIR}/ca.crt and ca.key are not \
+             both there)"
+        );
+        return (c, k, why);
+    }
+    let why = format!(
+        "the default paths (neither ca.crt + ca.key nor tls.crt + tls.key are in {CA_DIR}; \
+         mount the machine CA Secret there or set --ca-cert and --ca-key)"
+    );
+    (dir.join("ca.crt"), dir.join("ca.key"), why)
 }
 
 impl ServeArgs {
     /// Applies environment fallbacks and checks every value.
     pub fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeConfig, String> {
-        let env = Lookup { env };
+        self.resolve_with(env, &|p: &Path| p.exists())
+    }
+
+    /// `resolve`, with the file-existence check that picks default layouts
+    /// given (tests use a table).
+    pub fn resolve_with(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        exists: &dyn Fn(&Path) -> bool,
+    ) -> Result<ServeConfig, String> {
+        let env = Lookup { env, exists };
         let dev_dir = self
             .dev_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("dev-pki"));
-        let (ca_cert, ca_key, make_ca) = self.ca_paths(&env, &dev_dir)?;
+        let ca = self.ca_paths(&env, &dev_dir)?;
         let (token, make_token) = self.token_source(&env, &dev_dir)?;
+        let (external_tls, serving_origin) = self.serving_files(&env)?;
         let cert_validity = capped_validity(
             env.duration(self.cert_validity, "CERT_VALIDITY", "24h")?,
             env.text(self.max_validity, "MAX_VALIDITY"),
         )?;
-        let external_tls = match (
-            env.path(self.tls_cert, "TLS_CERT_PATH"),
-            env.path(self.tls_key, "TLS_KEY_PATH"),
-        ) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => {
-                return Err(
-                    "--tls-cert and --tls-key (TLS_CERT_PATH / TLS_KEY_PATH) go \
-                            together; give both or neither"
-                        .to_string(),
-                )
-            }
-        };
         let defaults = Limits::default();
         Ok(ServeConfig {
-            listen: resolve_listen(self.listen, self.dev, env.env)?,
-            ca_cert,
-            ca_key,
+            listen: resolve_listen(self.listen, self.port, self.dev, &env)?,
+            ca_cert: ca.cert,
+            ca_key: ca.key,
+            ca_origin: ca.origin,
+            serving_origin,
             token,
             accepted_cas: accepted_cas(self.accepted_ca, &env),
             server_sans: server_sans(self.server_ips, self.server_dns_names, &env)?,
@@ -371,52 +434,92 @@ impl ServeArgs {
             fips_allow_ed25519: env.switch(self.fips_allow_ed25519, "FIPS_ALLOW_ED25519")?,
             dev: self.dev.then_some(DevPlan {
                 dir: dev_dir,
-                make_ca,
+                make_ca: ca.make,
                 make_token,
             }),
         })
     }
 
     /// Flag, variable, systemd credential, `--dev` material, default: in that order.
-    fn ca_paths(
-        &self,
-        env: &Lookup<'_>,
-        dev_dir: &Path,
-    ) -> Result<(PathBuf, PathBuf, bool), String> {
+    fn ca_paths(&self, env: &Lookup<'_>, dev_dir: &Path) -> Result<CaFiles, String> {
         let cert = env
-            .path(self.ca_cert.clone(), "CA_CERT_PATH")
-            .or_else(|| credential(env, "ca.crt"));
+            .named_path(self.ca_cert.clone(), "--ca-cert", "CA_CERT_PATH")
+            .or_else(|| credential(env, "ca.crt").map(|p| (p, "a systemd credential".into())));
         let key = env
-            .path(self.ca_key.clone(), "CA_KEY_PATH")
-            .or_else(|| credential(env, "ca.key"));
+            .named_path(self.ca_key.clone(), "--ca-key", "CA_KEY_PATH")
+            .or_else(|| credential(env, "ca.key").map(|p| (p, "a systemd credential".into())));
         match (cert, key) {
-            (None, None) if self.dev => Ok((dev_dir.join("ca.crt"), dev_dir.join("ca.key"), true)),
+            (None, None) if self.dev => Ok(CaFiles {
+                cert: dev_dir.join("ca.crt"),
+                key: dev_dir.join("ca.key"),
+                make: true,
+                origin: "--dev (a throwaway CA, made if missing)".to_string(),
+            }),
             (Some(_), None) | (None, Some(_)) if self.dev => Err(
                 "--dev with a real CA needs both the CA certificate and key (--ca-cert and \
                  --ca-key); give both or neither"
                     .to_string(),
             ),
-            (cert, key) => Ok((
-                cert.unwrap_or_else(|| PathBuf::from("/etc/talos-ca/ca.crt")),
-                key.unwrap_or_else(|| PathBuf::from("/etc/talos-ca/ca.key")),
-                false,
-            )),
+            (None, None) => {
+                let (cert, key, origin) = default_ca_files(env);
+                Ok(CaFiles {
+                    cert,
+                    key,
+                    make: false,
+                    origin,
+                })
+            }
+            (cert, key) => {
+                let (default_cert, default_key, _) = default_ca_files(env);
+                let (cert, cert_from) = cert.unwrap_or((default_cert, "the default".into()));
+                let (key, key_from) = key.unwrap_or((default_key, "the default".into()));
+                Ok(CaFiles {
+                    cert,
+                    key,
+                    make: false,
+                    origin: format!("certificate from {cert_from}, key from {key_from}"),
+                })
+            }
         }
     }
 
-    /// TALOS_TOKEN, a token file, a systemd credential, or `--dev` material.
+    /// The machine token: `--talos-token` (discouraged), TALOS_TOKEN, a token
+    /// file, a systemd credential, or `--dev` material.
     fn token_source(
         &self,
         env: &Lookup<'_>,
         dev_dir: &Path,
     ) -> Result<(TokenSource, bool), String> {
         let file = env.path(self.token_file.clone(), "TALOS_TOKEN_FILE");
+        if let Some(flag) = &self.talos_token {
+            if file.is_some() {
+                return Err("both --talos-token and a token file are set; use one of them".into());
+            }
+            if flag.trim().is_empty() {
+                return Err(
+                    "--talos-token is empty; set it to machine.token, or better use \
+                            TALOS_TOKEN or --token-file"
+                        .into(),
+                );
+            }
+            log::warn!(
+                "--talos-token puts the machine token on the command line, where every user of \
+                 this machine can read it (ps, /proc/*/cmdline); set TALOS_TOKEN or \
+                 --token-file instead"
+            );
+            return Ok((
+                TokenSource::Value(flag.trim().to_string(), "--talos-token"),
+                false,
+            ));
+        }
         let value = (env.env)("TALOS_TOKEN");
         match (value.as_deref().map(str::trim), file) {
             (Some(v), Some(_)) if !v.is_empty() => {
                 Err("both TALOS_TOKEN and a token file are set; use one of them".to_string())
             }
-            (Some(v), None) if !v.is_empty() => Ok((TokenSource::Env(v.to_string()), false)),
+            (Some(v), None) if !v.is_empty() => {
+                Ok((TokenSource::Value(v.to_string(), "TALOS_TOKEN"), false))
+            }
             (_, Some(f)) => Ok((TokenSource::File(f), false)),
             (Some(_), None) => Err("TALOS_TOKEN is empty; set it to machine.token \
                                     (trustdinfo.token in a `talosctl gen secrets` bundle)"
@@ -430,6 +533,55 @@ impl ServeArgs {
             },
         }
     }
+
+    /// `--tls-cert`/`--tls-key`, else cert-manager's Secret where the Go
+    /// signer's manifests mount it, else none (we generate our own). Also
+    /// says why, for the startup log.
+    fn serving_files(
+        &self,
+        env: &Lookup<'_>,
+    ) -> Result<(Option<(PathBuf, PathBuf)>, String), String> {
+        let given = (
+            env.path(self.tls_cert.clone(), "TLS_CERT_PATH"),
+            env.path(self.tls_key.clone(), "TLS_KEY_PATH"),
+        );
+        let generated = "generated, signed by the machine CA, renewed at half its life";
+        match given {
+            (Some(c), Some(k)) => Ok((Some((c, k)), "--tls-cert/--tls-key".to_string())),
+            (None, None) if self.dev => Ok((None, format!("{generated} (--dev)"))),
+            (None, None) => {
+                let (c, k) = (
+                    Path::new(SERVING_DIR).join("tls.crt"),
+                    Path::new(SERVING_DIR).join("tls.key"),
+                );
+                if (env.exists)(&c) && (env.exists)(&k) {
+                    let why =
+                        format!("the default paths ({SERVING_DIR}/tls.crt and tls.key are there)");
+                    Ok((Some((c, k)), why))
+                } else {
+                    let why = format!(
+                        "{generated} (no --tls-cert, and {SERVING_DIR}/tls.crt and tls.key are not \
+                         both there)"
+                    );
+                    Ok((None, why))
+                }
+            }
+            _ => Err(
+                "--tls-cert and --tls-key (TLS_CERT_PATH / TLS_KEY_PATH) go together; \
+                      give both or neither"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+/// The machine CA files and why they were chosen.
+struct CaFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    /// `--dev` makes them if they are missing.
+    make: bool,
+    origin: String,
 }
 
 fn default_workers() -> usize {
@@ -489,23 +641,25 @@ fn audit_destination(text: Option<String>) -> Destination {
     }
 }
 
-/// `--listen` wins; otherwise the default address with PORT's port, as the Go
-/// project did. `--dev` listens on loopback only.
+/// `--listen` wins; otherwise all interfaces (loopback with `--dev`) on
+/// `--port` or PORT, as the Go project listens.
 fn resolve_listen(
     flag: Option<String>,
+    port: Option<String>,
     dev: bool,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &Lookup<'_>,
 ) -> Result<SocketAddr, String> {
     if let Some(addr) = flag {
         return addr.trim().parse().map_err(|_| {
             format!("--listen {addr:?} is not IP:PORT; write e.g. 0.0.0.0:50001 or [::]:50001")
         });
     }
-    let port = match env("PORT").filter(|p| !p.trim().is_empty()) {
+    let setting = if port.is_some() { "--port" } else { "PORT" };
+    let port = match env.text(port, "PORT") {
         Some(p) => p
             .trim()
             .parse::<u16>()
-            .map_err(|_| format!("PORT: {p:?} is not a port number (0-65535)"))?,
+            .map_err(|_| format!("{setting}: {p:?} is not a port number (0-65535)"))?,
         None => DEFAULT_PORT,
     };
     let ip: IpAddr = if dev {
@@ -523,8 +677,21 @@ mod tests {
     use std::time::Duration;
 
     fn serve(args: &[&str], vars: &[(&str, &str)]) -> Result<ServeConfig, String> {
+        serve_with_files(args, vars, &[])
+    }
+
+    /// `args` as the binary gets them (no subcommand: serve), `vars` as the
+    /// environment, `files` the only files that exist.
+    fn serve_with_files(
+        args: &[&str],
+        vars: &[(&str, &str)],
+        files: &[&str],
+    ) -> Result<ServeConfig, String> {
         let mut argv = vec!["serve"];
         argv.extend_from_slice(args);
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let argv = crate::argv::normalize(&argv)?;
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let cli = Cli::from_args(&["talos-csr-signer"], &argv).map_err(|e| e.output)?;
         let Command::Serve(s) = cli.command else {
             unreachable!()
@@ -533,7 +700,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        s.resolve(&|k| vars.get(k).cloned())
+        s.resolve_with(&|k| vars.get(k).cloned(), &|p| {
+            files.iter().any(|f| Path::new(f) == p)
+        })
     }
 
     #[test]
@@ -542,7 +711,7 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:6000".parse().unwrap());
         assert_eq!(c.ca_cert, PathBuf::from("/etc/talos-ca/ca.crt"));
         assert_eq!(c.ca_key, PathBuf::from("/etc/talos-ca/ca.key"));
-        assert!(matches!(c.token, TokenSource::Env(ref t) if t == "abc.def"));
+        assert!(matches!(c.token, TokenSource::Value(ref t, "TALOS_TOKEN") if t == "abc.def"));
         assert_eq!(c.cert_validity, Duration::from_secs(86_400));
         assert!(c.dev.is_none());
 
@@ -643,5 +812,112 @@ mod tests {
             .err()
             .unwrap()
             .contains("both"));
+    }
+
+    #[test]
+    fn go_signer_flags_are_ours() {
+        let c = serve(
+            &[
+                "--port=6001",
+                "--ca-cert-path=/m/tls.crt",
+                "--ca-key-path",
+                "/m/tls.key",
+                "--tls-cert-path=/s/tls.crt",
+                "--tls-key-path=/s/tls.key",
+                "--talos-token=abc.def",
+            ],
+            &[("TALOS_TOKEN", "ignored.flagwins")],
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:6001".parse().unwrap());
+        assert_eq!(c.ca_cert, PathBuf::from("/m/tls.crt"));
+        assert_eq!(c.ca_key, PathBuf::from("/m/tls.key"));
+        assert_eq!(
+            c.external_tls,
+            Some((PathBuf::from("/s/tls.crt"), PathBuf::from("/s/tls.key")))
+        );
+        assert!(matches!(c.token, TokenSource::Value(ref t, "--talos-token") if t == "abc.def"));
+        assert_eq!(c.ca_origin, "certificate from --ca-cert, key from --ca-key");
+        // --listen wins over --port; --port over PORT.
+        let c = serve(
+            &["--port", "7", "--listen", "127.0.0.1:8"],
+            &[("TALOS_TOKEN", "t")],
+        );
+        assert_eq!(c.unwrap().listen, "127.0.0.1:8".parse().unwrap());
+        let c = serve(&["--port", "7"], &[("TALOS_TOKEN", "t"), ("PORT", "9")]);
+        assert_eq!(c.unwrap().listen, "0.0.0.0:7".parse().unwrap());
+        let e = serve(&["--port=x"], &[("TALOS_TOKEN", "t")]).err().unwrap();
+        assert!(e.starts_with("--port:"), "{e}");
+        let e = serve(&["--talos-token="], &[]).err().unwrap();
+        assert!(e.contains("--talos-token is empty"), "{e}");
+        let e = serve(&["--talos-token=a", "--token-file=/t"], &[])
+            .err()
+            .unwrap();
+        assert!(e.contains("both --talos-token and a token file"), "{e}");
+    }
+
+    #[test]
+    fn default_layouts_of_both_go_versions() {
+        let tok = [("TALOS_TOKEN", "t")];
+        // First version: ca.crt/ca.key, generated serving certificate.
+        let c = serve_with_files(
+            &[],
+            &tok,
+            &[
+                "/etc/talos-ca/ca.crt",
+                "/etc/talos-ca/ca.key",
+                "/etc/talos-ca/token",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.ca_cert, PathBuf::from("/etc/talos-ca/ca.crt"));
+        assert_eq!(c.ca_key, PathBuf::from("/etc/talos-ca/ca.key"));
+        assert_eq!(c.external_tls, None);
+        assert!(
+            c.serving_origin.starts_with("generated"),
+            "{}",
+            c.serving_origin
+        );
+        // Current version: cert-manager's keys for both Secrets.
+        let c = serve_with_files(
+            &[],
+            &tok,
+            &[
+                "/etc/talos-ca/tls.crt",
+                "/etc/talos-ca/tls.key",
+                "/etc/talos-ca/ca.crt",
+                "/etc/talos-server-crt/tls.crt",
+                "/etc/talos-server-crt/tls.key",
+                "/etc/talos-server-crt/ca.crt",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.ca_cert, PathBuf::from("/etc/talos-ca/tls.crt"));
+        assert_eq!(c.ca_key, PathBuf::from("/etc/talos-ca/tls.key"));
+        assert!(c.ca_origin.contains("cert-manager"), "{}", c.ca_origin);
+        assert_eq!(
+            c.external_tls,
+            Some((
+                PathBuf::from("/etc/talos-server-crt/tls.crt"),
+                PathBuf::from("/etc/talos-server-crt/tls.key")
+            ))
+        );
+        // Half a serving pair is no serving certificate; nothing at all
+        // names the first layout's files (their load error says where).
+        let c = serve_with_files(&[], &tok, &["/etc/talos-server-crt/tls.crt"]).unwrap();
+        assert_eq!(c.external_tls, None);
+        assert_eq!(c.ca_cert, PathBuf::from("/etc/talos-ca/ca.crt"));
+        assert!(c.ca_origin.contains("neither"), "{}", c.ca_origin);
+        // --dev never picks up the system's serving certificate.
+        let c = serve_with_files(
+            &["--dev"],
+            &[],
+            &[
+                "/etc/talos-server-crt/tls.crt",
+                "/etc/talos-server-crt/tls.key",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.external_tls, None);
     }
 }

@@ -13,8 +13,10 @@ pub const DEFAULT_PORT: u16 = 50001;
 
 /// Where the accepted machine token comes from.
 pub enum TokenSource {
-    /// The value of TALOS_TOKEN (never a flag: argv is world-readable).
-    Env(String),
+    /// The token itself and the setting that gave it: TALOS_TOKEN, or
+    /// `--talos-token` (accepted for the Go signer's manifests; argv is
+    /// world-readable, so it warns).
+    Value(String, &'static str),
     File(PathBuf),
 }
 
@@ -22,6 +24,10 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub ca_cert: PathBuf,
     pub ca_key: PathBuf,
+    /// Which setting or default layout chose the CA files (startup log).
+    pub ca_origin: String,
+    /// Where the serving certificate comes from, and why (startup log).
+    pub serving_origin: String,
     pub token: TokenSource,
     pub accepted_cas: Vec<PathBuf>,
     /// SANs for our serving certificate beyond loopback: IPs then DNS names.

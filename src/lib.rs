@@ -4,6 +4,7 @@
 //! A call travels wire → `service` → `pool` → `auth` + `pki::issue`; `config`
 //! and `cli` feed it, `server` and `ops` run it.
 
+pub mod argv;
 pub mod auth;
 pub mod check;
 pub mod cli;

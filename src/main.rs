@@ -39,18 +39,19 @@ fn redirect_grpc_core_log() {
     log::set_max_level(level);
 }
 
-/// argh with one alias: `check ARGS` is `serve --check ARGS`, so `check`
-/// takes exactly `serve`'s flags and loads the configuration as it would.
+/// argh, given the command line as `argv::normalize` rewrites it (implied
+/// `serve`, `check`, `--flag=value`, the Go signer's flag names).
 fn parse_args() -> Cli {
-    let mut args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("check") {
-        args.splice(1..2, ["serve".to_string(), "--check".to_string()]);
-    }
+    let args: Vec<String> = std::env::args().collect();
     let cmd = Path::new(&args[0])
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("talos-csr-signer");
-    let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let rest = talos_csr_signer::argv::normalize(&args[1..]).unwrap_or_else(|e| {
+        eprintln!("talos-csr-signer: error: {e}");
+        std::process::exit(2)
+    });
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     Cli::from_args(&[cmd], &rest).unwrap_or_else(|early| {
         let ok = early.status.is_ok();
         if ok {
@@ -124,7 +125,8 @@ fn print_dev_hint(cfg: &ServeConfig, started: &Started) {
     }
     let token = match &cfg.token {
         TokenSource::File(p) => format!("--token-file {}", abs(p).display()),
-        TokenSource::Env(_) => "--token \"$TALOS_TOKEN\"".to_string(),
+        TokenSource::Value(_, "TALOS_TOKEN") => "--token \"$TALOS_TOKEN\"".to_string(),
+        TokenSource::Value(_, setting) => format!("--token <the {setting} value>"),
     };
     let mut hint = String::new();
     if let Some(plan) = &cfg.dev {

@@ -273,21 +273,40 @@ fn log_startup(
         info!("metrics listening on http://{addr}/metrics");
     }
     info!(
-        "machine CA: subject=\"{}\" key={} notAfter={} bundle={} cert(s)",
+        "machine CA: subject=\"{}\" key={} notAfter={} bundle={} cert(s); files {} and {}, \
+         chosen by {}",
         ca.subject(),
         ca.key_type(),
         ca.cert().not_after(),
-        ca.bundle().len()
+        ca.bundle().len(),
+        cfg.ca_cert.display(),
+        cfg.ca_key.display(),
+        cfg.ca_origin
     );
-    let sans: Vec<String> = serving::serving_sans(&cfg.server_sans)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    match (&snapshot.external_tls, &cfg.external_tls) {
+        (Some(tls), Some((cert, key))) => info!(
+            "serving certificate: files {} and {}, chosen by {}; serial={} (replaced when the \
+             files change)",
+            cert.display(),
+            key.display(),
+            cfg.serving_origin,
+            tls.serial_hex
+        ),
+        _ => {
+            let sans: Vec<String> = serving::serving_sans(&cfg.server_sans)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            info!(
+                "serving certificate: {}; SANs=[{}] validity={}",
+                cfg.serving_origin,
+                sans.join(","),
+                format_duration(cfg.serving_cert_validity),
+            );
+        }
+    }
     info!(
-        "serving certificate SANs=[{}] validity={} (renewed at half); issued cert validity={}; \
-         workers={} queue={}",
-        sans.join(","),
-        format_duration(cfg.serving_cert_validity),
+        "issued cert validity={}; workers={} queue={}",
         format_duration(snapshot.cert_validity),
         pool.threads(),
         pool.max_pending(),

@@ -44,8 +44,8 @@ impl Snapshot {
             format!("{what} {}: {e}", path.display())
         })?;
         let tokens = match &cfg.token {
-            TokenSource::Env(value) => {
-                TokenSet::from_env_text(value).map_err(|e| format!("TALOS_TOKEN {e}"))?
+            TokenSource::Value(value, setting) => {
+                TokenSet::from_env_text(value).map_err(|e| format!("{setting} {e}"))?
             }
             TokenSource::File(path) => {
                 let bytes = read(path, "token file", "--token-file / TALOS_TOKEN_FILE")?;

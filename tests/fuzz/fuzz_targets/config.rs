@@ -1,5 +1,7 @@
 //! Configuration parsing: durations, IP/DNS lists, CIDRs, patterns, key
-//! classes, token files, and whole `serve` command lines with environments.
+//! classes, token files, and whole command lines (as `argv::normalize`
+//! rewrites them: implied `serve`, `--flag=value`, Go flag names) with
+//! environments.
 //! Input: a first line of arguments, then `NAME=value` environment lines.
 #![no_main]
 
@@ -26,15 +28,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = TokenSet::from_env_text(text);
 
     let mut lines = text.lines();
-    let args: Vec<&str> = lines
+    let args: Vec<String> = lines
         .next()
         .unwrap_or("")
         .split(' ')
         .filter(|a| !a.is_empty())
+        .map(str::to_string)
         .collect();
     let env: HashMap<&str, &str> = lines.filter_map(|l| l.split_once('=')).collect();
-    let mut argv = vec!["serve"];
-    argv.extend(args);
+    let Ok(argv) = talos_csr_signer::argv::normalize(&args) else {
+        return;
+    };
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     if let Ok(Cli {
         command: Command::Serve(serve),
     }) = Cli::from_args(&["talos-csr-signer"], &argv)
