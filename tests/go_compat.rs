@@ -10,50 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::nid::Nid;
-use openssl::x509::extension::{ExtendedKeyUsage, KeyUsage};
-use openssl::x509::{X509Builder, X509Name};
 use talos_csr_signer::pki::keys::KeyType;
-
-/// talosctl's client certificate: O=os:admin, clientAuth, signed by the OS CA.
-fn admin_cert(ca: &Ca, dir: &TempDir) -> (String, String) {
-    let key = KeyType::EcP256.generate().unwrap();
-    let mut name = X509Name::builder().unwrap();
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "os:admin")
-        .unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, "admin").unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(64, MsbOption::ONE, false).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(ca.cert.subject_name()).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
-        .unwrap();
-    let kt = KeyType::of(&ca.key).unwrap();
-    b.sign(&ca.key, kt.signing_digest()).unwrap();
-    let crt = dir.write("admin.crt", &b.build().to_pem().unwrap());
-    let key = dir.write("admin.key", &key.private_key_to_pem_pkcs8().unwrap());
-    (crt.display().to_string(), key.display().to_string())
-}
 
 fn go_check(ca_type: KeyType) {
     let setup = Setup::new(ca_type);

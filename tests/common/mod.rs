@@ -23,7 +23,9 @@ use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509Extension, X509Name, X509PurposeId, X509Req, X509StoreContext, X509};
+use openssl::x509::{
+    X509Builder, X509Extension, X509Name, X509PurposeId, X509Req, X509StoreContext, X509,
+};
 
 use talos_csr_signer::pki::keys::KeyType;
 use talos_csr_signer::proto::security::{CertificateRequest, CertificateResponse};
@@ -353,7 +355,13 @@ fn base_command(args: &[String], env: &[(String, String)]) -> Command {
 
 impl Server {
     pub fn start(args: &[String], env: &[(String, String)]) -> Server {
-        let mut child = base_command(args, env)
+        Server::spawn(base_command(args, env))
+    }
+
+    /// Starts `cmd` (the signer, possibly wrapped) and waits until it logs
+    /// its listening address.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -842,4 +850,68 @@ pub fn start_calls(
             client.certificate_async_opt(&req, opt).unwrap()
         })
         .collect()
+}
+
+/// tests/go/talos_compat.go, built once per test binary (Debian's golang-go;
+/// scripts/test.sh installs it).
+pub fn go_compat_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // Per test process: test binaries run side by side.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("talos-compat-{}", std::process::id()));
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/go/talos_compat.go"
+            ))
+            .status()
+            .expect("go (Debian's golang-go; scripts/test.sh installs it)");
+        assert!(
+            status.success(),
+            "go build of tests/go/talos_compat.go failed"
+        );
+        out
+    })
+    .clone()
+}
+
+/// talosctl's client certificate: O=os:admin, clientAuth, signed by the OS CA.
+pub fn admin_cert(ca: &Ca, dir: &TempDir) -> (String, String) {
+    let key = KeyType::EcP256.generate().unwrap();
+    let mut name = X509Name::builder().unwrap();
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "os:admin")
+        .unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, "admin").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(64, MsbOption::ONE, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(ca.cert.subject_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
+        .unwrap();
+    let kt = KeyType::of(&ca.key).unwrap();
+    b.sign(&ca.key, kt.signing_digest()).unwrap();
+    let crt = dir.write("admin.crt", &b.build().to_pem().unwrap());
+    let key = dir.write("admin.key", &key.private_key_to_pem_pkcs8().unwrap());
+    (crt.display().to_string(), key.display().to_string())
 }
