@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the container image $IMAGE:$TAG (default docker.io/bsctl/talos-csr-signer:latest).
+# Builds the container image $IMAGE:$TAG (default: our image as
+# deploy/image/kustomization.yaml names it).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"

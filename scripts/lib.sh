@@ -2,10 +2,20 @@
 # that stop with a clear message when a tool is missing.
 # shellcheck shell=bash
 
-IMAGE="${IMAGE:-docker.io/bsctl/talos-csr-signer}"
-TAG="${TAG:-latest}"
-NAMESPACE="${NAMESPACE:-talos-csr-signer}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Our image as deploy/image/kustomization.yaml names it (the one place that
+# does); IMAGE and TAG in the environment override it for the scripts.
+default_image() {
+  sed -n 's/^ *newName: *//p' "$ROOT/deploy/image/kustomization.yaml"
+}
+default_tag() {
+  sed -n 's/^ *newTag: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$ROOT/deploy/image/kustomization.yaml"
+}
+
+IMAGE="${IMAGE:-$(default_image)}"
+TAG="${TAG:-$(default_tag)}"
+NAMESPACE="${NAMESPACE:-talos-csr-signer}"
 
 die() {
   echo "$(basename "$0"): $*" >&2

@@ -134,6 +134,13 @@ fn import_prints_a_kubernetes_secret() {
     let crt = X509::from_pem(&field("ca.crt")).unwrap();
     let key = talos_csr_signer::pki::keys::parse_private_key(&field("ca.key")).unwrap();
     assert!(crt.public_key().unwrap().public_eq(&key));
+    // cert-manager's CA Issuer reads tls.crt/tls.key: the same CA, the key as
+    // PKCS#8 `PRIVATE KEY` (cert-manager refuses Talos's own label).
+    assert_eq!(field("tls.crt"), field("ca.crt"));
+    assert_eq!(field("tls.key"), field("ca.key"));
+    assert!(String::from_utf8(field("tls.key"))
+        .unwrap()
+        .starts_with("-----BEGIN PRIVATE KEY-----\n"));
     assert_eq!(
         String::from_utf8(field("token")).unwrap(),
         talos_fixture("secrets.yaml", &["trustdinfo", "token"])
