@@ -253,3 +253,60 @@ fn output_to_a_closed_pipe_is_an_error_not_a_panic() {
         "talos-csr-signer: error: cannot write to standard output: Broken pipe (os error 32)"
     );
 }
+
+/// The signer container's `args` and plain `env` values in one of our
+/// manifests (the TenantControlPlane keeps its containers elsewhere).
+fn manifest_container(path: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+    let containers = if doc["kind"].as_str() == Some("TenantControlPlane") {
+        &doc["spec"]["controlPlane"]["deployment"]["additionalContainers"]
+    } else {
+        &doc["spec"]["template"]["spec"]["containers"]
+    };
+    let c = &containers[0];
+    let args = c["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let env = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect();
+    (args, env)
+}
+
+/// Our own manifests' command lines (`--health-listen=…` included, which
+/// argh alone refused) start the real binary: `check` with exactly their
+/// args and environment, the files redirected to a test CA.
+#[test]
+fn our_manifests_command_lines_start_the_signer() {
+    let setup = Setup::new(KeyType::Ed25519);
+    for path in [
+        "deploy/02-deployment.yaml",
+        "deploy/kubeadm/daemonset.yaml",
+        "deploy/kamaji/tenant-control-plane.yaml",
+    ] {
+        let (mut argv, env) = manifest_container(path);
+        assert_eq!(argv[0], "serve", "{path}");
+        argv[0] = "check".into();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("_PATH") && !k.starts_with("TALOS_TOKEN"))
+            .collect();
+        for (k, f) in [
+            ("CA_CERT_PATH", "ca.crt"),
+            ("CA_KEY_PATH", "ca.key"),
+            ("TALOS_TOKEN_FILE", "token"),
+        ] {
+            env.push((k.into(), setup.dir.path(f).display().to_string()));
+        }
+        let (status, out, err) = run_binary(&argv, &env, Duration::from_secs(20));
+        assert!(status.success(), "{path}: {argv:?}\n{out}{err}");
+        assert!(out.contains("Ed25519"), "{path}: {out}");
+    }
+}
