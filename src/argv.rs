@@ -14,7 +14,7 @@
 
 /// Subcommands argh knows; anything else in first place is a flag for `serve`
 /// or an error argh reports.
-const SUBCOMMANDS: &[&str] = &["serve", "request", "import", "help"];
+const SUBCOMMANDS: &[&str] = &["serve", "request", "import", "worker-config", "help"];
 
 /// Flags that take no value. `--switch=true` is the switch, `--switch=false`
 /// leaves it off, as cobra reads them. (A unit test checks this list against
@@ -27,6 +27,7 @@ const SWITCHES: &[&str] = &[
     "--check",
     "--json",
     "--secret",
+    "--force",
     "--help",
 ];
 
@@ -182,7 +183,7 @@ mod tests {
     /// exactly when SWITCHES says so (argh asks for a value otherwise).
     #[test]
     fn switch_list_matches_argh() {
-        for sub in ["serve", "request", "import"] {
+        for sub in ["serve", "request", "import", "worker-config"] {
             let help = Cli::from_args(&["talos-csr-signer"], &[sub, "--help"])
                 .err()
                 .unwrap()

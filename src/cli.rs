@@ -38,6 +38,90 @@ pub enum Command {
     Serve(ServeArgs),
     Request(RequestArgs),
     Import(ImportArgs),
+    WorkerConfig(WorkerConfigArgs),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "worker-config")]
+/// write a Talos worker config for a kubeadm/Kamaji cluster (worker.yaml), what that cluster needs (cluster.yaml) and a talosconfig.
+pub struct WorkerConfigArgs {
+    /// a `talosctl gen secrets` bundle or a control-plane machine config (as for import)
+    #[argh(option)]
+    pub from: PathBuf,
+    /// kubeconfig of the cluster the workers join (its server and CA)
+    #[argh(option)]
+    pub kubeconfig: PathBuf,
+    /// the kubeconfig context to use [default: its current-context]
+    #[argh(option)]
+    pub kubeconfig_context: Option<String>,
+    /// directory to write worker.yaml, cluster.yaml and talosconfig in (all 0600)
+    #[argh(option)]
+    pub out: PathBuf,
+    /// API server URL workers dial, https://HOST:PORT [default: the kubeconfig's server]
+    #[argh(option)]
+    pub endpoint: Option<String>,
+    /// disk Talos installs to [default /dev/sda]
+    #[argh(option, default = "String::from(\"/dev/sda\")")]
+    pub install_disk: String,
+    /// installer image [default ghcr.io/siderolabs/installer:<talos version>]
+    #[argh(option)]
+    pub install_image: Option<String>,
+    /// the workers' Talos release, in full (v1.8.0 or later) [default v1.13.9]
+    #[argh(
+        option,
+        default = "String::from(crate::worker_config::DEFAULT_TALOS_VERSION)"
+    )]
+    pub talos_version: String,
+    /// the control plane's Kubernetes version, for the kubelet image (e.g. v1.33.0) [default: Talos's own]
+    #[argh(option)]
+    pub kubernetes_version: Option<String>,
+    /// the cluster's DNS service IP for the kubelet, repeatable [default: Talos's, 10.96.0.10, as kubeadm and Kamaji]
+    #[argh(option)]
+    pub cluster_dns: Vec<IpAddr>,
+    /// the cluster's DNS domain [default cluster.local]
+    #[argh(option, default = "String::from(\"cluster.local\")")]
+    pub dns_domain: String,
+    /// extra IP or DNS SAN for the workers' apid certificate, repeatable
+    #[argh(option)]
+    pub cert_san: Vec<String>,
+    /// lifetime of the bootstrap token [default 24h]
+    #[argh(option, default = "String::from(\"24h\")")]
+    pub token_ttl: String,
+    /// worker IP for talosconfig's endpoints and nodes, repeatable
+    #[argh(option)]
+    pub node: Vec<String>,
+    /// lifetime of talosconfig's admin client certificate [default 365d]
+    #[argh(option, default = "String::from(\"365d\")")]
+    pub admin_validity: String,
+    /// replace files that already exist in --out
+    #[argh(switch)]
+    pub force: bool,
+}
+
+impl WorkerConfigArgs {
+    pub fn resolve(self) -> Result<crate::worker_config::Request, String> {
+        let duration = |flag: &str, text: &str| {
+            config::parse_duration(text).map_err(|e| format!("{flag}: {e}"))
+        };
+        Ok(crate::worker_config::Request {
+            token_ttl: duration("--token-ttl", &self.token_ttl)?,
+            admin_validity: duration("--admin-validity", &self.admin_validity)?,
+            from: self.from,
+            kubeconfig: self.kubeconfig,
+            context: self.kubeconfig_context,
+            out: self.out,
+            endpoint: self.endpoint,
+            install_disk: self.install_disk,
+            install_image: self.install_image,
+            talos_version: self.talos_version,
+            kubernetes_version: self.kubernetes_version,
+            cert_sans: self.cert_san,
+            cluster_dns: self.cluster_dns,
+            dns_domain: self.dns_domain,
+            nodes: self.node,
+            force: self.force,
+        })
+    }
 }
 
 #[derive(FromArgs)]

@@ -17,6 +17,10 @@ pub struct Material {
     /// PKCS#8 `PRIVATE KEY` PEM, whatever label the source used.
     pub ca_key: Vec<u8>,
     pub token: String,
+    /// `cluster.id` / `cluster.secret` (both layouts carry them; a worker
+    /// config needs them for discovery and KubeSpan).
+    pub cluster_id: Option<String>,
+    pub cluster_secret: Option<String>,
     pub summary: String,
 }
 
@@ -30,12 +34,15 @@ pub fn read(path: &Path) -> Result<Material, String> {
 /// The same from text; `name` says where it came from in messages.
 pub fn from_text(text: &str, name: &str) -> Result<Material, String> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| format!("{name} is not YAML: {e}"))?;
-    let (layout, crt, key, token) = docs.iter().find_map(locate).ok_or_else(|| {
-        format!(
-            "{name} is neither a `talosctl gen secrets` bundle (certs.os.*) nor a machine \
+    let (doc, (layout, crt, key, token)) = docs
+        .iter()
+        .find_map(|d| Some((d, locate(d)?)))
+        .ok_or_else(|| {
+            format!(
+                "{name} is neither a `talosctl gen secrets` bundle (certs.os.*) nor a machine \
                  config (machine.ca.*); pass secrets.yaml or controlplane.yaml"
-        )
-    })?;
+            )
+        })?;
     let key = key.filter(|k| !k.trim().is_empty()).ok_or_else(|| {
         format!(
             "{name} is a worker machine config: it carries the machine CA certificate but not \
@@ -57,7 +64,10 @@ pub fn from_text(text: &str, name: &str) -> Result<Material, String> {
         .map_err(|e| format!("{name}: {e}"))?;
     let token = token.unwrap_or("").trim().to_string();
     TokenSet::from_env_text(&token).map_err(|e| format!("{name}: the machine token {e}"))?;
+    let cluster = |key: &str| doc["cluster"][key].as_str().map(str::to_string);
     Ok(Material {
+        cluster_id: cluster("id"),
+        cluster_secret: cluster("secret"),
         summary: format!(
             "machine CA \"{}\" ({}, notAfter {}) and the machine token from {name} ({layout})",
             ca.subject(),

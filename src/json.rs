@@ -58,6 +58,14 @@ impl Json {
     }
 }
 
+/// `s` as a JSON string literal, which is also a YAML double-quoted scalar
+/// (the machine configs and manifests we write quote every string this way).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    escape_into(&mut out, s);
+    out
+}
+
 fn escape_into(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {

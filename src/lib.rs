@@ -15,6 +15,7 @@ pub mod dev;
 pub mod fips;
 pub mod import;
 pub mod json;
+pub mod kubeconfig;
 pub mod ops;
 pub mod pki;
 pub mod policy;
@@ -25,6 +26,7 @@ pub mod service;
 pub mod sink;
 pub mod snapshot;
 pub mod throttle;
+pub mod worker_config;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

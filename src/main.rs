@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use talos_csr_signer::cli::{Cli, Command, ImportArgs, RequestArgs, ServeArgs};
+use talos_csr_signer::cli::{Cli, Command, ImportArgs, RequestArgs, ServeArgs, WorkerConfigArgs};
 use talos_csr_signer::config::{ServeConfig, TokenSource};
 use talos_csr_signer::server::{self, Started};
 use talos_csr_signer::{client, dev};
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Request(args) => request(args),
         Command::Import(args) => import(args),
+        Command::WorkerConfig(args) => worker_config(args),
     };
     match result {
         Ok(code) => code,
@@ -165,6 +166,16 @@ fn import(args: ImportArgs) -> Result<ExitCode, String> {
         }
         _ => return Err("import needs exactly one of --out DIR or --secret".to_string()),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn worker_config(args: WorkerConfigArgs) -> Result<ExitCode, String> {
+    let req = args.resolve()?;
+    let written = talos_csr_signer::worker_config::run(&req)?;
+    eprint!(
+        "{}",
+        talos_csr_signer::worker_config::describe(&written, &req.out)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

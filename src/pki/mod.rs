@@ -2,6 +2,7 @@
 //! and the server's own serving certificate. Nothing here knows about files,
 //! flags or gRPC.
 
+pub mod admin;
 pub mod ca;
 mod ffi;
 pub mod issue;

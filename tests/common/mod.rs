@@ -915,3 +915,28 @@ pub fn admin_cert(ca: &Ca, dir: &TempDir) -> (String, String) {
     let key = dir.write("admin.key", &key.private_key_to_pem_pkcs8().unwrap());
     (crt.display().to_string(), key.display().to_string())
 }
+
+/// A test that cannot run here says so and passes, except under CI
+/// (`TALOS_CSR_SIGNER_CI=1`, set by .ci/run), where it fails: CI proves
+/// what the tests claim.
+pub fn skip_outside_ci(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("TALOS_CSR_SIGNER_CI").is_none(),
+        "{test}: {why} (TALOS_CSR_SIGNER_CI is set, so this is a failure, not a skip)"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// Talos's own machine-config validator (Talos v1.13.9's loader and
+/// Validate): $TALOS_CONFIG_VALIDATE, else the one in ../shared/tools.
+pub fn talos_config_validate() -> Option<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("TALOS_CONFIG_VALIDATE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            manifest.join("../shared/tools/talos-config-validate/talos-config-validate"),
+            PathBuf::from("/work/shared/tools/talos-config-validate/talos-config-validate"),
+        ])
+        .find(|p| p.is_file())
+}
