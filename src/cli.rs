@@ -701,12 +701,33 @@ fn server_sans(
     Ok(sans)
 }
 
-/// `--max-validity` bounds the lifetime whatever else is configured.
+/// Talos workers ask for a new apid certificate about every 12 hours; an
+/// hour more covers their retries (about a minute, then the controller's
+/// back-off) and clock skew. Anything shorter leaves workers with expired
+/// certificates between renewals.
+pub const MIN_CERT_VALIDITY: Duration = Duration::from_secs(13 * 3600);
+
+/// `--max-validity` bounds the lifetime whatever else is configured; neither
+/// may go below what workers can live with.
 fn capped_validity(validity: Duration, max: Option<String>) -> Result<Duration, String> {
+    let too_short = |setting: &str, d: Duration| {
+        format!(
+            "{setting}: {} is shorter than Talos workers can live with: they renew their apid \
+             certificate about every 12 h, so it would expire first; use at least {} (default 24h)",
+            format_duration(d),
+            format_duration(MIN_CERT_VALIDITY)
+        )
+    };
+    if validity < MIN_CERT_VALIDITY {
+        return Err(too_short("CERT_VALIDITY (--cert-validity)", validity));
+    }
     let Some(text) = max else {
         return Ok(validity);
     };
     let max = config::parse_duration(&text).map_err(|e| format!("MAX_VALIDITY: {e}"))?;
+    if max < MIN_CERT_VALIDITY {
+        return Err(too_short("MAX_VALIDITY (--max-validity)", max));
+    }
     if validity > max {
         log::warn!(
             "certificate validity {} capped at --max-validity {}",
@@ -829,20 +850,20 @@ mod tests {
                 "--ca-cert",
                 "/flag/c",
                 "--cert-validity",
-                "1h",
+                "14h",
                 "--workers",
                 "3",
             ],
             &[
                 ("TALOS_TOKEN", "t"),
                 ("CA_CERT_PATH", "/env/c"),
-                ("CERT_VALIDITY", "2h"),
+                ("CERT_VALIDITY", "15h"),
                 ("WORKERS", "9"),
             ],
         )
         .unwrap();
         assert_eq!(c.ca_cert, PathBuf::from("/flag/c"));
-        assert_eq!(c.cert_validity, Duration::from_secs(3600));
+        assert_eq!(c.cert_validity, Duration::from_secs(14 * 3600));
         assert_eq!(c.workers, 3);
     }
 
@@ -873,6 +894,21 @@ mod tests {
             .err()
             .unwrap()
             .starts_with("CERT_VALIDITY:"));
+        // Shorter than a worker's renewal interval plus margin.
+        let e = serve(&["--cert-validity", "6h"], &[tok]).err().unwrap();
+        assert!(
+            e.contains("6h is shorter than Talos workers can live with"),
+            "{e}"
+        );
+        assert!(e.contains("at least 13h"), "{e}");
+        let e = serve(&[], &[tok, ("MAX_VALIDITY", "12h")]).err().unwrap();
+        assert!(e.starts_with("MAX_VALIDITY (--max-validity): 12h"), "{e}");
+        assert_eq!(
+            serve(&["--cert-validity", "13h"], &[tok])
+                .unwrap()
+                .cert_validity,
+            MIN_CERT_VALIDITY
+        );
         assert!(serve(&["--workers", "0"], &[tok])
             .err()
             .unwrap()

@@ -1,6 +1,8 @@
 //! Failed-token throttling per source address. After `limit` failures within
-//! `window`, an address is refused for `cooldown` before any token check or
-//! signing work. The table is bounded: a flood of addresses evicts the oldest.
+//! `window`, wrong tokens from that address are refused for `cooldown` before
+//! any queueing, CSR parsing or signing; accepted tokens are still served
+//! (many workers share one address behind NAT). The table is bounded: a
+//! flood of addresses evicts the oldest.
 //!
 //! IPv6 callers are tracked per /64, the smallest block one host usually gets;
 //! per-address tracking would let one host rotate through 2^64 addresses.
@@ -20,9 +22,9 @@ pub struct Limits {
 
 impl Default for Limits {
     /// A worker with a wrong token retries about 6 times a minute; a correct
-    /// one never fails. 20 failures a minute still lets a few misconfigured
-    /// workers share one NAT address with good ones, and makes guessing an
-    /// 80-bit token hopeless.
+    /// one never fails and is never throttled. 20 failures a minute keeps a
+    /// few misconfigured workers behind one address out of the cool-down, and
+    /// a prober on it to cheap refusals.
     fn default() -> Self {
         Limits {
             limit: 20,

@@ -386,7 +386,7 @@ fn empty_subject_gets_critical_san() {
 fn validity_flag_and_ca_lifetime_bound() {
     let setup = Setup::new(KeyType::Ed25519)
         .arg("--cert-validity")
-        .arg("2h");
+        .arg("14h");
     let server = setup.start();
     let client = server.client(&setup.ca.cert_pem());
     let spec = CsrSpec::worker(KeyType::Ed25519);
@@ -400,7 +400,7 @@ fn validity_flag_and_ca_lifetime_bound() {
         &key,
         &resp.crt,
         &bundle,
-        7200,
+        14 * 3600,
     );
 
     // A CA that ends in one hour caps a 24 h certificate at its own notAfter.

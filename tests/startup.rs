@@ -206,6 +206,22 @@ fn bad_configuration_stops_startup_with_one_clear_line() {
         },
         &["CERT_VALIDITY"],
     );
+    // Shorter than a Talos worker's renewal interval plus margin: `serve`
+    // and `check` both refuse it, naming the setting.
+    for first in ["serve", "check"] {
+        refused(
+            &setup,
+            |a, e| {
+                a[0] = first.into();
+                e.push(("CERT_VALIDITY".into(), "6h".into()))
+            },
+            &[
+                "CERT_VALIDITY",
+                "6h is shorter than Talos workers can live with",
+                "13h",
+            ],
+        );
+    }
 }
 
 #[test]
