@@ -20,7 +20,6 @@ use talos_csr_signer::pki::keys::KeyType;
 type CallLog = Arc<Mutex<Vec<(Instant, Result<(), RpcStatusCode>)>>>;
 
 const SIGKILL: i32 = 9;
-const SIGHUP: i32 = 1;
 
 fn csr() -> Vec<u8> {
     CsrSpec::worker(KeyType::Ed25519).build().0

@@ -17,8 +17,6 @@ use talos_csr_signer::proto::health::health_check_response::ServingStatus;
 use talos_csr_signer::proto::health::HealthCheckRequest;
 use talos_csr_signer::proto::health_grpc::HealthClient;
 
-const SIGHUP: i32 = 1;
-
 fn csr() -> Vec<u8> {
     CsrSpec::worker(KeyType::Ed25519).build().0
 }

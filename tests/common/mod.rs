@@ -470,6 +470,7 @@ extern "C" {
 }
 pub const SIGTERM: i32 = 15;
 pub const SIGINT: i32 = 2;
+pub const SIGHUP: i32 = 1;
 
 impl Drop for Server {
     fn drop(&mut self) {
