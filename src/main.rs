@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use talos_csr_signer::cli::{Cli, Command, ImportArgs, RequestArgs, ServeArgs, WorkerConfigArgs};
 use talos_csr_signer::config::{ServeConfig, TokenSource};
-use talos_csr_signer::server::{self, Started};
+use talos_csr_signer::server::{self, Failure, Started};
 use talos_csr_signer::{client, dev};
 
 fn main() -> ExitCode {
     let cli = parse_args();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    talos_csr_signer::ops::journal::init();
     redirect_grpc_core_log();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("talos-csr-signer: error: {e}");
+            print_error(&e);
             ExitCode::FAILURE
         }
     }
@@ -49,7 +49,7 @@ fn parse_args() -> Cli {
         .and_then(|n| n.to_str())
         .unwrap_or("talos-csr-signer");
     let rest = talos_csr_signer::argv::normalize(&args[1..]).unwrap_or_else(|e| {
-        eprintln!("talos-csr-signer: error: {e}");
+        print_error(&e);
         std::process::exit(2)
     });
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
@@ -59,7 +59,8 @@ fn parse_args() -> Cli {
             // `--help | head` may close the pipe early: nothing to report then.
             let _ = out(format_args!("{}\n", early.output));
         } else {
-            eprintln!("{}", early.output);
+            let prefix = talos_csr_signer::ops::journal::error_prefix();
+            eprintln!("{prefix}{}", early.output);
         }
         std::process::exit(if ok { 0 } else { 2 })
     })
@@ -80,22 +81,46 @@ fn env_var(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
+/// sysexits.h's EX_CONFIG: the unit's RestartPreventExitStatus= names it, so
+/// a configuration error ends in `failed` after one attempt instead of a
+/// restart every few seconds, while a crash is still restarted.
+const EX_CONFIG: u8 = 78;
+
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     if args.check {
         return check(args);
     }
-    let cfg = args.resolve(&env_var)?;
+    let failure = match start(args) {
+        Ok(()) => return Ok(ExitCode::SUCCESS),
+        Err(f) => f,
+    };
+    let (message, code) = match failure {
+        Failure::Config(m) => (m, ExitCode::from(EX_CONFIG)),
+        Failure::Runtime(m) => (m, ExitCode::FAILURE),
+    };
+    log::logger().flush();
+    print_error(&message);
+    Ok(code)
+}
+
+/// The one line a failed command ends with (priority 3 under journald).
+fn print_error(message: &str) {
+    let prefix = talos_csr_signer::ops::journal::error_prefix();
+    eprintln!("{prefix}talos-csr-signer: error: {message}");
+}
+
+fn start(args: ServeArgs) -> Result<(), Failure> {
+    let cfg = args.resolve(&env_var).map_err(Failure::Config)?;
     // Before anything else uses OpenSSL (dev keys, the gRPC environment).
-    talos_csr_signer::fips::setup(cfg.fips, cfg.fips_allow_ed25519)?;
+    talos_csr_signer::fips::setup(cfg.fips, cfg.fips_allow_ed25519).map_err(Failure::Config)?;
     if let Some(plan) = &cfg.dev {
-        dev::prepare(plan)?;
+        dev::prepare(plan).map_err(Failure::Config)?;
     }
     server::run(&cfg, |started| {
         if cfg.dev.is_some() {
             print_dev_hint(&cfg, started);
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `check`: exit 0 with a report when the configuration loads, 1 otherwise.

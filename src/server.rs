@@ -56,10 +56,19 @@ const TSI_FRAME_BYTES: i32 = 4096;
 const MAX_METADATA_BYTES: i32 = 8192;
 const READ_CHUNK_BYTES: i32 = 4096;
 
+/// Why serving could not begin.
+pub enum Failure {
+    /// The operator's files or settings: fixing them is the only cure, so
+    /// the process exits with EX_CONFIG and systemd does not restart it.
+    Config(String),
+    /// The machine (port taken, threads, gRPC core): a restart may help.
+    Runtime(String),
+}
+
 /// Loads everything, listens, calls `on_ready`, serves (reloading on SIGHUP
 /// and file changes) until SIGTERM/SIGINT, then lets calls in flight finish.
-pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), String> {
-    let current = Arc::new(Current::new(Snapshot::load(cfg)?));
+pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Failure> {
+    let current = Arc::new(Current::new(Snapshot::load(cfg).map_err(Failure::Config)?));
     let metrics = Metrics::new();
     metrics.ca_not_after.set(current.get().ca.not_after_unix());
     metrics.fips_mode.set(i64::from(crate::fips::enabled()));
@@ -68,8 +77,22 @@ pub fn run(cfg: &ServeConfig, on_ready: impl FnOnce(&Started)) -> Result<(), Str
         serving::serving_sans(&cfg.server_sans),
         cfg.serving_cert_validity,
         metrics.serving_not_after.clone(),
-    )?;
-    let audit = Arc::new(Audit::open(cfg.audit.clone())?);
+    )
+    .map_err(Failure::Config)?;
+    let audit = Arc::new(Audit::open(cfg.audit.clone()).map_err(Failure::Config)?);
+    serve(cfg, current, metrics, credentials, audit, on_ready).map_err(Failure::Runtime)
+}
+
+/// `run` once the configuration has loaded: everything that can still fail
+/// is the machine's doing.
+fn serve(
+    cfg: &ServeConfig,
+    current: Arc<Current>,
+    metrics: Arc<Metrics>,
+    credentials: ServingCredentials,
+    audit: Arc<Audit>,
+    on_ready: impl FnOnce(&Started),
+) -> Result<(), String> {
     let health = HealthState::new(Arc::clone(&current));
     let signals = signals::listen()?;
     let open_files = crate::ops::limits::raise_open_files_limit();

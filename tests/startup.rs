@@ -13,7 +13,18 @@ use talos_csr_signer::pki::{cert_sans, San};
 
 /// Runs `serve` with `setup`'s arguments changed by `edit`; expects a refusal
 /// whose single stderr line contains every `needles` entry.
+/// A configuration error: one line, exit status 78 (EX_CONFIG, which the
+/// systemd unit does not restart).
 fn refused(
+    setup: &Setup,
+    edit: impl FnOnce(&mut Vec<String>, &mut Vec<(String, String)>),
+    needles: &[&str],
+) {
+    refused_with(78, setup, edit, needles)
+}
+
+fn refused_with(
+    code: i32,
     setup: &Setup,
     edit: impl FnOnce(&mut Vec<String>, &mut Vec<(String, String)>),
     needles: &[&str],
@@ -22,7 +33,11 @@ fn refused(
     let mut env = setup.env.clone();
     edit(&mut args, &mut env);
     let (status, _out, err) = run_binary(&args, &env, Duration::from_secs(20));
-    assert!(!status.success(), "should refuse to start: {args:?}");
+    assert_eq!(
+        status.code(),
+        Some(code),
+        "should refuse to start: {args:?}\n{err}"
+    );
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one line on stderr, got:\n{err}");
     assert!(lines[0].starts_with("talos-csr-signer: error: "), "{err}");
@@ -208,8 +223,10 @@ fn bad_configuration_stops_startup_with_one_clear_line() {
     );
     // Shorter than a Talos worker's renewal interval plus margin: `serve`
     // and `check` both refuse it, naming the setting.
-    for first in ["serve", "check"] {
-        refused(
+    // (`check` reports with exit status 1.)
+    for (first, code) in [("serve", 78), ("check", 1)] {
+        refused_with(
+            code,
             &setup,
             |a, e| {
                 a[0] = first.into();
@@ -229,7 +246,10 @@ fn occupied_port_is_a_clear_error() {
     let setup = Setup::new(KeyType::Ed25519);
     let server = setup.start();
     let taken = server.addr.to_string();
-    refused(
+    // Exit status 1: the machine's doing (the port may free up), so systemd
+    // may restart it.
+    refused_with(
+        1,
         &setup,
         |a, _| set(a, "--listen", &taken),
         &["cannot listen on", &taken],
@@ -371,4 +391,74 @@ fn sigint_exits_zero_when_idle() {
     let mut server = setup.start();
     server.signal(SIGINT);
     assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+/// Under journald (stderr is the stream JOURNAL_STREAM names) every line
+/// carries its syslog priority as sd-daemon's `<N>` prefix and no timestamp
+/// of its own; anywhere else (the variable inherited, stderr elsewhere) the
+/// usual format stays.
+#[test]
+fn journald_lines_carry_their_priority() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixStream;
+    let setup = Setup::new(KeyType::Ed25519);
+    let run = |args: &[String], journal: bool| -> String {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let meta = std::fs::metadata(format!("/proc/self/fd/{}", {
+            use std::os::unix::io::AsRawFd;
+            theirs.as_raw_fd()
+        }))
+        .unwrap();
+        let stream = if journal {
+            format!("{}:{}", meta.dev(), meta.ino())
+        } else {
+            "1:2".to_string()
+        };
+        let mut child = std::process::Command::new(BIN)
+            .args(args)
+            .env("JOURNAL_STREAM", stream)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                theirs,
+            )))
+            .spawn()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let mut text = String::new();
+        ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = ours.read_to_string(&mut text);
+        text
+    };
+    // A bad CA path: one error line, priority 3.
+    let mut args = setup.args.clone();
+    set(&mut args, "--ca-cert", "/nonexistent/ca.crt");
+    let text = run(&args, true);
+    assert!(
+        text.starts_with(
+            "<3>talos-csr-signer: error: cannot read CA certificate /nonexistent/ca.crt"
+        ),
+        "{text}"
+    );
+    // A warning and then an error: each with its own priority, no timestamps.
+    args.extend(["--talos-token".into(), TOKEN.into()]);
+    let i = args.iter().position(|a| a == "--token-file").unwrap();
+    args.drain(i..i + 2);
+    let text = run(&args, true);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("<4>talos_csr_signer::cli: --talos-token puts"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("<3>talos-csr-signer: error:"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "{text}");
+    // JOURNAL_STREAM naming another stream: the usual format.
+    let text = run(&args, false);
+    assert!(text.starts_with("[20") && text.contains(" WARN "), "{text}");
 }

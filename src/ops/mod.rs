@@ -1,8 +1,10 @@
 //! Operations at the edges of the server: signals, reload, health, metrics,
-//! systemd readiness, the audit trail and process limits.
+//! systemd readiness and journal priorities, the audit trail and process
+//! limits.
 
 pub mod audit;
 pub mod health;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod notify;

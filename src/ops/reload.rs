@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use log::{error, info};
+use log::{error, info, warn};
 use openssl::sha::Sha256;
 
 use crate::config::{ServeConfig, TokenSource};
@@ -20,15 +20,26 @@ pub struct Reloader<'a> {
     current: Arc<Current>,
     metrics: Arc<Metrics>,
     seen: [u8; 32],
+    /// Inputs that are systemd credentials: copies made at start, which a
+    /// reload cannot refresh.
+    credentials: Vec<PathBuf>,
 }
 
 impl<'a> Reloader<'a> {
     pub fn new(cfg: &'a ServeConfig, current: Arc<Current>, metrics: Arc<Metrics>) -> Reloader<'a> {
+        let credentials = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if !dir.is_empty() => inputs(cfg)
+                .into_iter()
+                .filter(|p| p.starts_with(&dir))
+                .collect(),
+            _ => Vec::new(),
+        };
         Reloader {
             seen: inputs_digest(cfg),
             cfg,
             current,
             metrics,
+            credentials,
         }
     }
 
@@ -37,18 +48,38 @@ impl<'a> Reloader<'a> {
         inputs_digest(self.cfg) != self.seen
     }
 
-    /// Loads and checks everything; swaps it in only if it is all good.
+    /// Loads and checks everything; swaps it in only if it is all good. The
+    /// log says whether the files held anything new: a reload that could not
+    /// see new material must not claim it did.
     pub fn reload(&mut self, why: &str) -> bool {
-        self.seen = inputs_digest(self.cfg);
+        let digest = inputs_digest(self.cfg);
+        let changed = digest != self.seen;
+        self.seen = digest;
         match Snapshot::load(self.cfg) {
             Ok(snapshot) => {
+                let what = if changed {
+                    ""
+                } else {
+                    ", no input file changed"
+                };
                 info!(
-                    "reloaded ({why}): CA \"{}\" notAfter={}, {} bundle cert(s), {} token(s)",
+                    "reloaded ({why}){what}: CA \"{}\" notAfter={}, {} bundle cert(s), {} token(s)",
                     snapshot.ca.subject(),
                     snapshot.ca.cert().not_after(),
                     snapshot.ca.bundle().len(),
                     snapshot.tokens.len()
                 );
+                if !changed && !self.credentials.is_empty() {
+                    warn!(
+                        "{} are systemd credentials, copied only when the service starts: new \
+                         material in their source files needs `systemctl restart`",
+                        self.credentials
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 self.metrics.ca_not_after.set(snapshot.ca.not_after_unix());
                 self.current.replace(snapshot);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
