@@ -2,7 +2,9 @@
 # Runs the whole test suite: unit tests and the integration tests that start
 # the real binary on 127.0.0.1 and talk gRPC over TLS to it. One profile
 # (release), so gRPC core is built once. Builds the OpenSSL FIPS provider the
-# FIPS tests use on first run (scripts/fips-provider.sh, cached).
+# FIPS tests use on first run (scripts/fips-provider.sh, cached), and the
+# Debian 12 root file system the systemd tests boot (scripts/systemd-rootfs.sh,
+# cached).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -17,4 +19,8 @@ command -v go >/dev/null 2>&1 || apt_install golang-go
 # The FIPS tests run on a real FIPS provider, built once and cached.
 TALOS_FIPS_DIR="$(scripts/fips-provider.sh)"
 export TALOS_FIPS_DIR
+# The systemd tests boot Debian 12 with systemd-nspawn; its root file system
+# is made once and cached (empty where it cannot be made: the test says why).
+TALOS_SYSTEMD_ROOTFS="$(scripts/systemd-rootfs.sh)"
+export TALOS_SYSTEMD_ROOTFS
 exec cargo test --release "$@"
