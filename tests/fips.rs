@@ -175,7 +175,8 @@ fn ed25519_ca_is_refused_unless_allowed() {
     let mut setup = Setup::new(KeyType::Ed25519).arg("--fips");
     setup.env = fips_env("openssl-fips.cnf");
     let (status, _, err) = run_binary(&setup.args, &setup.env, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(1));
+    // EX_CONFIG: a configuration error, which systemd does not restart.
+    assert_eq!(status.code(), Some(78));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("the machine CA is Ed25519, refused in FIPS mode")
@@ -230,7 +231,8 @@ fn a_missing_provider_stops_startup_with_directions() {
         ("OPENSSL_CONF".into(), "/dev/null".into()),
     ];
     let (status, _, err) = run_binary(&setup.args, &setup.env, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(1));
+    // EX_CONFIG: a configuration error, which systemd does not restart.
+    assert_eq!(status.code(), Some(78));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("FIPS mode: the OpenSSL fips provider cannot be loaded"),
