@@ -10,7 +10,10 @@
 # as a storm of fresh connections. Concurrency 16, the ceiling and the h2load
 # persistent run are medians of three runs. Every loadgen call uses one of
 # 1000 distinct CSRs. The load generators run on the same machine. Last, the
-# memory of each of 10 idle instances running side by side (PSS and private).
+# memory of each of 10 idle instances running side by side (PSS and private),
+# a reboot storm of 4000 workers with Talos-like retries from one address, and,
+# where the Go talos-csr-signer's binary is present (../shared/peer or
+# GO_SIGNER), the side-by-side table of scripts/bench-vs-go.sh.
 #   scripts/bench.sh [--quick]   (--quick: 10 s idle window, fewer calls)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -94,6 +97,20 @@ h2load_run() { # $1 = CA dir, $2 = CSR key type, $3 = port
   echo "sent=$((3 * CALLS)) issued=$(( n1 - n0 )) rps=$(echo "$persistent" | h2_rps) mean=$(echo "$persistent" | h2_mean)" \
     "storm_sent=$((CALLS / 2)) storm_issued=$(( n2 - n1 )) storm_rps=$(echo "$storm" | h2_rps) storm_mean=$(echo "$storm" | h2_mean)"
 }
+# A reboot storm as Talos workers make it: 4000 workers arriving at 1000/s,
+# all from 127.0.0.1 (one address, as behind NAT), each retrying every error
+# with Talos's schedule until served (loadgen storm). Default limits except
+# the queue. Prints loadgen's line plus what the server issued.
+storm_run() { # $1 = CA dir, $2 = port
+  local d="$1" port=$(( $2 + 2 )) mport=$(( $2 + 3 )) out
+  "$BIN" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" --ca-cert "$d/ca.crt" \
+    --ca-key "$d/ca.key" --token-file "$d/token" >/dev/null 2>&1 &
+  pid=$!
+  "$LOADGEN" ready --target "127.0.0.1:$port" >/dev/null
+  out="$("$LOADGEN" storm --target "127.0.0.1:$port" --ca "$d/ca.crt" --token-file "$d/token" --workers 4000 --rate 1000)"
+  echo "$out issued=$(issued "$mport")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+}
 issued() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^[a-z_]*certificates_issued_total / { print $2 }'; }
 h2_rps() { sed -n 's/^finished in .*, \([0-9]*\)[0-9.]* req\/s.*/\1/p'; }
 # h2load's mean "time for request" (from the request's first byte to the
@@ -174,8 +191,10 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   # Not in $(…): the instance's pid must stay visible to the exit trap.
   h2load_run "$d" "$kt" "$port" >"$work/h2.out"
-  local h2 tenants
+  local h2 tenants storm
   h2="$(cat "$work/h2.out")"
+  storm_run "$d" "$port" >"$work/storm.out"
+  storm="$(cat "$work/storm.out")"
   instances "$d" 10 >"$work/tenants.out"
   tenants="$(cat "$work/tenants.out")"
   local r16 pct per_call alone per_conn hz
@@ -207,12 +226,29 @@ run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
     row "crypto ceiling (in-process, all cores)" "$ceiling/s; concurrency 16 reaches $pct %"
     row "h2load cross-check (nghttp2's C client, persistent, concurrency 16)" "$(echo "$h2" | field rps)/s ($(percent "$(echo "$h2" | field rps)" "$ceiling") % of the ceiling), mean $(echo "$h2" | field mean) ms; $(echo "$h2" | field issued) of $(echo "$h2" | field sent) certificates issued"
     row "h2load worker storm (new TLS connection per call, arriving at 2000/s)" "$(echo "$h2" | field storm_rps)/s, mean $(echo "$h2" | field storm_mean) ms after the handshake; $(echo "$h2" | field storm_issued) of $(echo "$h2" | field storm_sent) certificates issued"
+    row "reboot storm: 4000 workers arriving at 1000/s from one address, Talos-like retries (10 s per attempt, back-off from 1 s)" "$(echo "$storm" | field served) of $(echo "$storm" | field workers) served ($(echo "$storm" | field within_60s) within a minute), in $(echo "$storm" | field seconds) s; $(echo "$storm" | field attempts) attempts ($(echo "$storm" | field busy) signer-busy, $(echo "$storm" | field deadline) past the 10 s deadline, $(echo "$storm" | field other_errors) other); time to served p50 $(echo "$storm" | field p50_s) s, p99 $(echo "$storm" | field p99_s) s; $(echo "$storm" | field issued) certificates issued"
     row "server CPU per call at concurrency 16" "$per_call µs (the ceiling spends $(awk -v c="$(nproc)" -v b="$ceiling" 'BEGIN { printf "%.0f", c * 1e6 / b }') µs); with the cores to itself the server would reach $alone % of the ceiling"
   } >>"$work/table.md"
 }
 
 run_ca ed25519 ed25519
 run_ca p256 ecdsa-p256
+
+# Side by side with the Go signer we replace, where its binary is here.
+go_signer="${GO_SIGNER:-$ROOT/../shared/peer/talos-csr-signer-go}"
+if [ -x "$go_signer" ] && [ "$(id -u)" -eq 0 ]; then
+  {
+    echo
+    echo "### Side by side with the Go talos-csr-signer (scripts/bench-vs-go.sh)"
+    echo
+    echo "Ed25519 machine CA; a private network namespace; each server alone on core 0"
+    echo "(taskset -c 0), h2load on core 1; successes counted by the servers."
+    echo
+    "$ROOT/scripts/bench-vs-go.sh" "$go_signer"
+  } >>"$work/table.md"
+else
+  echo "bench: no Go signer at $go_signer (or not root): no side-by-side table" >&2
+fi
 
 out="$ROOT/scripts/BENCHMARKS.md"
 # Keep the hand-written history (everything from "## History" on).

@@ -25,6 +25,7 @@ impl Pool {
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(count)
             .thread_name(|i| format!("signer-{i}"))
+            .start_handler(|_| crate::ops::sched::short_slice_this_thread())
             // rayon aborts the process on a panicking job unless told otherwise;
             // one bad call must not take the others down.
             .panic_handler(|_| log::error!("a signing job panicked; its call was cancelled"))

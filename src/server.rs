@@ -2,7 +2,7 @@
 //! the signal/reload loop, and an orderly shutdown.
 
 use std::net::SocketAddr;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -55,6 +55,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const TSI_FRAME_BYTES: i32 = 4096;
 const MAX_METADATA_BYTES: i32 = 8192;
 const READ_CHUNK_BYTES: i32 = 4096;
+/// Calls gRPC core may hand over at once. grpcio pre-allocates 1024 (~300
+/// KB of heap at idle, a fifth of what an idle instance owns); a slot is
+/// re-armed as soon as its call's message has arrived and gone to the pool,
+/// so it is held for less than a network round, and a call that finds none
+/// free waits in gRPC core until one is (scripts/BENCHMARKS.md).
+const REQUEST_SLOTS: usize = 64;
+/// The plaintext health port serves probes only.
+const HEALTH_REQUEST_SLOTS: usize = 4;
 
 /// Why serving could not begin.
 pub enum Failure {
@@ -103,6 +111,7 @@ fn serve(
         EnvBuilder::new()
             .cq_count(cfg.cq_count)
             .name_prefix("grpc-cq")
+            .after_start(crate::ops::sched::batch_this_thread)
             .build(),
     );
     let pool = Pool::new(cfg.workers, cfg.max_queue)?;
@@ -113,7 +122,7 @@ fn serve(
         Arc::clone(&audit),
         Arc::clone(&metrics),
     );
-    let mut server = server_builder(Arc::clone(&env))
+    let mut server = server_builder(Arc::clone(&env), REQUEST_SLOTS)
         .register_service(create_security_service(signer))
         .register_service(create_health(HealthService::new(Arc::clone(&health))))
         .build()
@@ -159,7 +168,7 @@ fn serve(
 /// an input file changed. Returns the name of the shutdown signal.
 fn serve_until_shutdown(
     cfg: &ServeConfig,
-    signals: &Receiver<Signal>,
+    signals: &signals::Signals,
     reloader: &mut Reloader<'_>,
     audit: &Audit,
     health: &HealthState,
@@ -200,7 +209,7 @@ fn health_server(
     addr: SocketAddr,
     health: Arc<HealthState>,
 ) -> Result<(grpcio::Server, SocketAddr), String> {
-    let mut server = server_builder(env)
+    let mut server = server_builder(env, HEALTH_REQUEST_SLOTS)
         .register_service(create_health(HealthService::new(health)))
         .build()
         .map_err(|e| format!("cannot create the health server: {e}"))?;
@@ -231,7 +240,7 @@ fn bind(
         .map_err(|_| error("gRPC core could not bind it"))
 }
 
-fn server_builder(env: Arc<grpcio::Environment>) -> ServerBuilder {
+fn server_builder(env: Arc<grpcio::Environment>, slots: usize) -> ServerBuilder {
     let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
     let arg = |name: &str| std::ffi::CString::new(name).expect("no NUL in arg names");
     let args = ChannelBuilder::new(Arc::clone(&env))
@@ -261,7 +270,9 @@ fn server_builder(env: Arc<grpcio::Environment>) -> ServerBuilder {
         .tcp_min_read_chunk_size(READ_CHUNK_BYTES)
         .tcp_max_read_chunk_size(4 * READ_CHUNK_BYTES)
         .build_args();
-    ServerBuilder::new(env).channel_args(args)
+    ServerBuilder::new(env)
+        .channel_args(args)
+        .requests_slot_per_cq(slots)
 }
 
 /// Stops accepting calls and waits for those in flight; after the grace

@@ -33,6 +33,31 @@ enum Mode {
     Ready(Ready),
     Ceiling(Ceiling),
     Body(Body),
+    Storm(Storm),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "storm")]
+/// A reboot storm: N workers arriving at a rate, each on fresh TLS connections, retrying every error as Talos does (10 s per attempt, exponential back-off from 1 s with up to 1 s of jitter) until served.
+struct Storm {
+    #[argh(option)]
+    /// signer address (loopback)
+    target: String,
+    #[argh(option)]
+    /// machine CA certificate
+    ca: PathBuf,
+    #[argh(option)]
+    /// machine token file
+    token_file: PathBuf,
+    #[argh(option, default = "4000")]
+    /// workers
+    workers: usize,
+    #[argh(option, default = "1000.0")]
+    /// arrivals per second
+    rate: f64,
+    #[argh(option, default = "300")]
+    /// give a worker up after this many seconds
+    give_up_s: u64,
 }
 
 #[derive(FromArgs)]
@@ -140,6 +165,7 @@ fn main() {
         Mode::Ready(r) => ready(r),
         Mode::Ceiling(c) => ceiling(c),
         Mode::Body(b) => body(b),
+        Mode::Storm(st) => storm(st),
     }
 }
 
@@ -452,4 +478,122 @@ fn body(a: Body) {
     out.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
     out.extend_from_slice(&msg);
     std::io::stdout().write_all(&out).unwrap();
+}
+
+/// What one storm worker went through.
+struct Outcome {
+    served_after: Option<Duration>,
+    attempts: u32,
+    /// RESOURCE_EXHAUSTED (queue full).
+    busy: u32,
+    /// The 10 s attempt deadline passed (connecting, handshaking or waiting).
+    deadline: u32,
+    other: u32,
+}
+
+fn storm(a: Storm) {
+    let ca = std::fs::read(&a.ca).unwrap();
+    let token = std::fs::read_to_string(&a.token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let csrs = Arc::new(csrs(a.workers.min(1000), KeyType::Ed25519));
+    let env = Arc::new(EnvBuilder::new().cq_count(2).build());
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let handles: Vec<_> = (0..a.workers)
+        .map(|i| {
+            let (env, ca, csrs, token, target) = (
+                env.clone(),
+                ca.clone(),
+                csrs.clone(),
+                token.clone(),
+                a.target.clone(),
+            );
+            let arrive = t0 + Duration::from_secs_f64(i as f64 / a.rate);
+            let give_up = Duration::from_secs(a.give_up_s);
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    if let Some(wait) = arrive.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    storm_worker(
+                        &env,
+                        &target,
+                        &ca,
+                        &token,
+                        &csrs[i % csrs.len()],
+                        i,
+                        give_up,
+                    )
+                })
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let mut served: Vec<Duration> = outcomes.iter().filter_map(|o| o.served_after).collect();
+    served.sort();
+    let sum = |f: fn(&Outcome) -> u32| outcomes.iter().map(f).sum::<u32>();
+    println!(
+        "workers={} served={} gave_up={} within_60s={} attempts={} retried_workers={} busy={} deadline={} other_errors={} seconds={:.1} p50_s={:.2} p99_s={:.2} max_s={:.2}",
+        a.workers,
+        served.len(),
+        a.workers - served.len(),
+        served.iter().filter(|d| d.as_secs() < 60).count(),
+        sum(|o| o.attempts),
+        outcomes.iter().filter(|o| o.attempts > 1).count(),
+        sum(|o| o.busy),
+        sum(|o| o.deadline),
+        sum(|o| o.other),
+        elapsed,
+        percentile(&served, 0.50) / 1000.0,
+        percentile(&served, 0.99) / 1000.0,
+        percentile(&served, 1.0) / 1000.0,
+    );
+}
+
+/// One worker: a fresh connection per attempt, 10 s per attempt, then back
+/// off 1 s, 2 s, 4 s … (at most 16 s) plus up to 1 s of jitter, as Talos's
+/// certificate controller retries.
+fn storm_worker(
+    env: &Arc<Environment>,
+    target: &str,
+    ca: &[u8],
+    token: &str,
+    csr: &[u8],
+    seed: usize,
+    give_up: Duration,
+) -> Outcome {
+    let start = Instant::now();
+    let mut o = Outcome {
+        served_after: None,
+        attempts: 0,
+        busy: 0,
+        deadline: 0,
+        other: 0,
+    };
+    let mut backoff = Duration::from_secs(1);
+    while start.elapsed() < give_up {
+        o.attempts += 1;
+        let c = client(env, target, ca);
+        let opt = options(token).timeout(Duration::from_secs(10));
+        match c.certificate_opt(&request(csr), opt) {
+            Ok(_) => {
+                o.served_after = Some(start.elapsed());
+                return o;
+            }
+            Err(grpcio::Error::RpcFailure(s)) => match s.code() {
+                grpcio::RpcStatusCode::RESOURCE_EXHAUSTED => o.busy += 1,
+                grpcio::RpcStatusCode::DEADLINE_EXCEEDED => o.deadline += 1,
+                _ => o.other += 1,
+            },
+            Err(_) => o.other += 1,
+        }
+        let jitter =
+            Duration::from_millis(((seed * 7919 + o.attempts as usize * 104_729) % 1000) as u64);
+        thread::sleep(backoff + jitter);
+        backoff = (backoff * 2).min(Duration::from_secs(16));
+    }
+    o
 }

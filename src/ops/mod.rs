@@ -9,4 +9,5 @@ pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
+pub mod sched;
 pub mod signals;

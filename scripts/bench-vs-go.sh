@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Side by side with the Go talos-csr-signer we replace, in one run, and prints
+# the comparison as a Markdown table (scripts/bench.sh includes it):
+#   scripts/bench-vs-go.sh [GO_BINARY]    (default: ../shared/peer/talos-csr-signer-go)
+# Method: an Ed25519 machine CA; everything in a private network namespace
+# (the Go signer listens on all interfaces), so only loopback is used; every
+# server pinned alone to core 0 (taskset -c 0), every load generator to core 1.
+# Rows: mean PSS and private memory of each of 10 idle instances side by side,
+# (load rows: the median of three rounds, the servers taking turns),
+# threads at idle; h2load over persistent connections (-c 16 -m 4, 20 000
+# calls); a worker storm (3000 new TLS connections offered at 1000/s, one call
+# each: -c 3000 -r 100 --rate-period 100ms -m 1), and the same offered at
+# 2000/s, which shows what one core takes. Successes are counted by each
+# server (the Go signer's log, our certificates_issued_total), not by h2load,
+# which sees HTTP 200 even for a gRPC error. Both servers log to a file.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
+GO_SIGNER="${1:-${GO_SIGNER:-$ROOT/../shared/peer/talos-csr-signer-go}}"
+[ -x "$GO_SIGNER" ] || die "no Go signer at $GO_SIGNER"
+[ "$(nproc)" -ge 2 ] || die "needs two cores (server on 0, load on 1)"
+# SIGNER: another build of ours to compare (e.g. before and after a change).
+BIN="${SIGNER:-$ROOT/target/release/talos-csr-signer}"
+LOADGEN="$ROOT/target/release/loadgen"
+{ [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --bins"
+command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
+command -v curl >/dev/null 2>&1 || apt_install curl
+
+# Into a private network namespace (root): nothing leaves loopback.
+if [ -z "${BENCH_IN_NETNS:-}" ]; then
+  [ "$(id -u)" -eq 0 ] || die "needs root for a private network namespace (unshare --net)"
+  exec unshare --net env BENCH_IN_NETNS=1 SIGNER="$BIN" bash "$0" "$GO_SIGNER"
+fi
+ip link set lo up
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  [ "${#pids[@]}" -gt 0 ] && kill "${pids[@]}" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+openssl genpkey -algorithm ed25519 -out "$work/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$work/ca.key" -subj /O=talos -days 365 -out "$work/ca.crt" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
+token="$(openssl rand -hex 3).$(openssl rand -hex 8)"
+echo "$token" >"$work/token"
+"$LOADGEN" body --key-type ed25519 >"$work/body.bin"
+
+# Starts one server of kind $1 ("go" or "ours") on port $2, on core 0, its
+# log in $work/$1-$2.log; with $3 = metrics, our /metrics on port $2+1000
+# (the idle rows run ours as the Go signer runs: nothing but the service).
+start() {
+  local log="$work/$1-$2.log" extra=()
+  [ "${3:-}" = metrics ] && extra=(--metrics-listen "127.0.0.1:$(( $2 + 1000 ))")
+  if [ "$1" = go ]; then
+    PORT="$2" CA_CERT_PATH="$work/ca.crt" CA_KEY_PATH="$work/ca.key" TALOS_TOKEN="$token" \
+      SERVER_IPS=127.0.0.1 taskset -c 0 "$GO_SIGNER" >"$log" 2>&1 &
+  else
+    TALOS_TOKEN="$token" taskset -c 0 "$BIN" serve --listen "127.0.0.1:$2" --ca-cert "$work/ca.crt" \
+      --ca-key "$work/ca.key" "${extra[@]}" --max-queue 100000 --auth-fail-limit 1000000 >"$log" 2>&1 &
+  fi
+  pids+=($!)
+  "$LOADGEN" ready --target "127.0.0.1:$2" >/dev/null
+}
+stop_all() { kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
+
+# Certificates a server says it issued.
+issued() { # $1 kind, $2 port
+  if [ "$1" = go ]; then
+    grep -c 'Certificate Request Completed Successfully' "$work/go-$2.log" || true
+  else
+    curl -fsS "http://127.0.0.1:$(( $2 + 1000 ))/metrics" | awk '/^[a-z_]*certificates_issued_total / { print $2 }'
+  fi
+}
+
+# 10 idle instances side by side: mean PSS and private KB, threads of one.
+idle() { # $1 kind
+  local port pss=0 priv=0 p
+  for port in $(seq 51001 51010); do start "$1" "$port"; done
+  sleep 1
+  for p in "${pids[@]}"; do
+    pss=$(( pss + $(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup") ))
+    priv=$(( priv + $(awk '$1 ~ /^Private_(Clean|Dirty):$/ { s += $2 } END { print s }' "/proc/$p/smaps_rollup") ))
+  done
+  echo "pss_kb=$(( pss / 10 )) private_kb=$(( priv / 10 )) threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/${pids[0]}/status")"
+  stop_all
+}
+
+h2() { # $1 port, then h2load options
+  local port="$1"
+  shift
+  taskset -c 1 h2load "$@" -H 'content-type: application/grpc' -H 'te: trailers' -H "token: $token" \
+    -d "$work/body.bin" "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1 |
+    sed -n 's/^finished in .*, \([0-9]*\)[0-9.]* req\/s.*/\1/p'
+}
+
+# One server: persistent and storm rates, and what it issued for each.
+load() { # $1 kind
+  local port=52001 n0 n1 n2 n3 persistent storm fast
+  start "$1" "$port" metrics
+  n0="$(issued "$1" "$port")"
+  persistent="$(h2 "$port" -n 20000 -c 16 -m 4)"
+  n1="$(issued "$1" "$port")"
+  storm="$(h2 "$port" -n 3000 -c 3000 -r 100 --rate-period 100ms -m 1)"
+  sleep 1
+  n2="$(issued "$1" "$port")"
+  # The same storm offered twice as fast: what a core can take, not what
+  # was offered.
+  fast="$(h2 "$port" -n 3000 -c 3000 -r 200 --rate-period 100ms -m 1)"
+  sleep 1
+  n3="$(issued "$1" "$port")"
+  stop_all
+  echo "persistent_rps=$persistent persistent_issued=$(( n1 - n0 )) storm_rps=$storm storm_issued=$(( n2 - n1 ))" \
+    "fast_rps=$fast fast_issued=$(( n3 - n2 ))"
+}
+
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "—"; else printf "%.2f×", a / b }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.2f MB", k / 1024 }'; }
+
+go_idle="$(idle go)"; our_idle="$(idle ours)"
+# This machine's neighbours swing single runs by 10-30 %: three rounds, the
+# two servers taking turns, and each rate the median of its three.
+rounds=()
+for _ in 1 2 3; do rounds+=("go $(load go)" "ours $(load ours)"); done
+median() { # $1 kind, $2 field
+  printf '%s\n' "${rounds[@]}" | awk -v k="$1" '$1 == k' | field "$2" | sort -n | sed -n 2p
+}
+total() { # $1 kind, $2 field: summed over the rounds
+  printf '%s\n' "${rounds[@]}" | awk -v k="$1" '$1 == k' | field "$2" | awk '{ s += $1 } END { print s }'
+}
+go_load="persistent_rps=$(median go persistent_rps) storm_rps=$(median go storm_rps) fast_rps=$(median go fast_rps)"
+go_load+=" persistent_issued=$(total go persistent_issued) storm_issued=$(total go storm_issued) fast_issued=$(total go fast_issued)"
+our_load="persistent_rps=$(median ours persistent_rps) storm_rps=$(median ours storm_rps) fast_rps=$(median ours fast_rps)"
+our_load+=" persistent_issued=$(total ours persistent_issued) storm_issued=$(total ours storm_issued) fast_issued=$(total ours fast_issued)"
+
+row() { # label, go value, our value, go number, our number
+  printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(ratio "$5" "$4")"
+}
+g() { echo "$go_idle $go_load" | field "$1"; }
+o() { echo "$our_idle $our_load" | field "$1"; }
+echo "| figure | Go signer | ours | ours / Go |"
+echo "|---|---|---|---|"
+row "10 idle instances side by side, mean PSS per instance" "$(mb "$(g pss_kb)")" "$(mb "$(o pss_kb)")" "$(g pss_kb)" "$(o pss_kb)"
+row "… mean private memory per instance" "$(mb "$(g private_kb)")" "$(mb "$(o private_kb)")" "$(g private_kb)" "$(o private_kb)"
+row "threads at idle" "$(g threads)" "$(o threads)" "$(g threads)" "$(o threads)"
+row "persistent connections (h2load -c 16 -m 4, 20 000 calls), per server core" "$(g persistent_rps)/s ($(g persistent_issued) of 60000 issued)" "$(o persistent_rps)/s ($(o persistent_issued) of 60000 issued)" "$(g persistent_rps)" "$(o persistent_rps)"
+row "worker storm (3000 new TLS connections at 1000/s, one call each), per server core" "$(g storm_rps)/s ($(g storm_issued) of 9000 issued)" "$(o storm_rps)/s ($(o storm_issued) of 9000 issued)" "$(g storm_rps)" "$(o storm_rps)"
+row "… the same storm offered at 2000/s" "$(g fast_rps)/s ($(g fast_issued) of 9000 issued)" "$(o fast_rps)/s ($(o fast_issued) of 9000 issued)" "$(g fast_rps)" "$(o fast_rps)"
+echo
+echo "Memory: lower is better (ours / Go below 1.00× wins); throughput: higher is better."
+echo "Go signer: $GO_SIGNER; $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), Linux $(uname -r), $(openssl version | cut -d' ' -f1-2)."
