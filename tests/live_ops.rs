@@ -462,6 +462,19 @@ fn systemd_credentials_directory_is_used_when_nothing_else_is_given() {
     );
     call(&server.client(&ca.cert_pem()), &csr())
         .expect("CA and token from the credentials directory");
+    // systemd copies credentials only at start: a reload cannot see new
+    // material in their sources, and must not claim it did.
+    server.signal(SIGHUP);
+    server.wait_log("reloaded (SIGHUP), no input file changed: ");
+    server.wait_log("are systemd credentials, copied only when the service starts");
+    // A real change is a plain "reloaded".
+    creds.write(
+        "token",
+        format!("{TOKEN}\nnew0ab.bbbbbbbbbbbbbbbb\n").as_bytes(),
+    );
+    server.signal(SIGHUP);
+    server.wait_log("reloaded (SIGHUP): ");
+    assert!(server.log().contains("2 token(s)"), "{}", server.log());
 }
 
 /// A serving certificate as cert-manager would issue it, signed by `ca`.
