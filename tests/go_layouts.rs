@@ -393,17 +393,13 @@ fn go_current_manifest_with_cert_manager_secrets_as_is() {
     ]);
 }
 
-/// The Go signer's flags, in both of cobra's spellings, with its default
-/// paths: --talos-token works and warns, and the token stays out of the log.
-#[test]
-fn go_current_flags_as_is() {
-    if !namespaces_or_skip("go_current_flags_as_is") {
-        return;
-    }
+/// A P-256 machine CA in the Go signer's current CA Secret (tls.crt,
+/// tls.key) and a cert-manager serving certificate with its DNS names only.
+fn cert_manager_dns_only_pod() -> (Ca, Pod) {
     let ca = Ca::new(KeyType::EcP256);
     let (serving, serving_key) =
         cert_manager_cert(&ca.cert, &ca.key, KeyType::EcP256, GO_SERVING_DNS, &[]);
-    let mut pod = Pod::new();
+    let pod = Pod::new();
     pod.secret_volume(
         "talos-ca",
         &[("tls.crt", ca.cert_pem()), ("tls.key", ca.key_pem())],
@@ -415,6 +411,17 @@ fn go_current_flags_as_is() {
             ("tls.key", serving_key),
         ],
     );
+    (ca, pod)
+}
+
+/// The Go signer's flags, in both of cobra's spellings, with its default
+/// paths: --talos-token works and warns, and the token stays out of the log.
+#[test]
+fn go_current_flags_as_is() {
+    if !namespaces_or_skip("go_current_flags_as_is") {
+        return;
+    }
+    let (ca, mut pod) = cert_manager_dns_only_pod();
     let token_flag = format!("--talos-token={TOKEN}");
     pod.start(
         &[
@@ -489,21 +496,7 @@ fn a_name_missing_from_the_serving_cert_fails_the_go_worker() {
     if !namespaces_or_skip("a_name_missing_from_the_serving_cert_fails_the_go_worker") {
         return;
     }
-    let ca = Ca::new(KeyType::EcP256);
-    let (serving, serving_key) =
-        cert_manager_cert(&ca.cert, &ca.key, KeyType::EcP256, GO_SERVING_DNS, &[]);
-    let mut pod = Pod::new();
-    pod.secret_volume(
-        "talos-ca",
-        &[("tls.crt", ca.cert_pem()), ("tls.key", ca.key_pem())],
-    );
-    pod.secret_volume(
-        "talos-server-crt",
-        &[
-            ("tls.crt", serving.to_pem().unwrap()),
-            ("tls.key", serving_key),
-        ],
-    );
+    let (ca, mut pod) = cert_manager_dns_only_pod();
     pod.start(&[], &[("TALOS_TOKEN", TOKEN)]);
     let worker = worker_files(&ca);
     let mut cmd = pod.in_netns(go_compat_bin().to_str().unwrap());

@@ -57,6 +57,22 @@ fn k8s_cluster(dir: &TempDir, server: &str, inline: bool) -> K8s {
     K8s { ca, kubeconfig }
 }
 
+/// `--from`, `--kubeconfig` with the tenant's context, `--out`, then `extra`.
+fn args_for(from: &str, k8s: &K8s, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = s(&[
+        "--from",
+        from,
+        "--kubeconfig",
+        k8s.kubeconfig.to_str().unwrap(),
+        "--kubeconfig-context",
+        "admin@tenant-00",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    args.extend(s(extra));
+    args
+}
+
 fn worker_config(args: &[String]) -> (bool, String) {
     let mut argv = s(&["worker-config"]);
     argv.extend_from_slice(args);
@@ -127,26 +143,23 @@ fn worker_yaml_is_valid_talos_and_carries_both_pkis() {
     let dir = TempDir::new("wc");
     let k8s = k8s_cluster(&dir, "https://10.10.10.101:6443", true);
     let out = dir.path("out");
-    let (ok, text) = worker_config(&s(&[
-        "--from",
+    let (ok, text) = worker_config(&args_for(
         &fixture("secrets.yaml"),
-        "--kubeconfig",
-        k8s.kubeconfig.to_str().unwrap(),
-        "--kubeconfig-context",
-        "admin@tenant-00",
-        "--out",
-        out.to_str().unwrap(),
-        "--kubernetes-version",
-        "v1.33.0",
-        "--cert-san",
-        "10.10.10.201",
-        "--cert-san",
-        "worker-1.example",
-        "--install-disk",
-        "/dev/nvme0n1",
-        "--node",
-        "10.10.10.201",
-    ]));
+        &k8s,
+        &out,
+        &[
+            "--kubernetes-version",
+            "v1.33.0",
+            "--cert-san",
+            "10.10.10.201",
+            "--cert-san",
+            "worker-1.example",
+            "--install-disk",
+            "/dev/nvme0n1",
+            "--node",
+            "10.10.10.201",
+        ],
+    ));
     assert!(ok, "{text}");
     assert!(
         !text.contains("d8cwfa.eyvpi0xwxyarbfid"),
@@ -258,22 +271,19 @@ fn a_signer_from_the_same_bundle_serves_the_worker_and_talosconfig_reaches_apid(
     let dir = TempDir::new("wc-e2e");
     let k8s = k8s_cluster(&dir, "https://cp.example:6443", false);
     let out = dir.path("out");
-    let (ok, text) = worker_config(&s(&[
-        "--from",
+    let (ok, text) = worker_config(&args_for(
         &fixture("controlplane.yaml"),
-        "--kubeconfig",
-        k8s.kubeconfig.to_str().unwrap(),
-        "--kubeconfig-context",
-        "admin@tenant-00",
-        "--endpoint",
-        "https://10.10.10.101:6443",
-        "--talos-version",
-        "v1.11.3",
-        "--out",
-        out.to_str().unwrap(),
-        "--node",
-        "127.0.0.1",
-    ]));
+        &k8s,
+        &out,
+        &[
+            "--endpoint",
+            "https://10.10.10.101:6443",
+            "--talos-version",
+            "v1.11.3",
+            "--node",
+            "127.0.0.1",
+        ],
+    ));
     assert!(ok, "{text}");
     assert!(text.contains("warning: no --kubernetes-version"), "{text}");
     talos_validate(&out.join("worker.yaml"));
@@ -367,28 +377,17 @@ fn broken_inputs_get_one_clear_line_and_nothing_is_overwritten() {
     let dir = TempDir::new("wc-bad");
     let k8s = k8s_cluster(&dir, "https://10.10.10.101:6443", true);
     let out = dir.path("out");
-    let base = |from: &str, kubeconfig: &Path| {
-        s(&[
-            "--from",
-            from,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--kubeconfig-context",
-            "admin@tenant-00",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
+    let base = |from: &str| args_for(from, &k8s, &out, &[]);
     let one_line = |text: &str, needle: &str| {
         assert_eq!(text.trim_end().lines().count(), 1, "{text}");
         assert!(text.contains(needle), "{needle:?} not in {text}");
     };
     // A worker config has no CA key.
-    let (ok, text) = worker_config(&base(&fixture("worker.yaml"), &k8s.kubeconfig));
+    let (ok, text) = worker_config(&base(&fixture("worker.yaml")));
     assert!(!ok);
     one_line(&text, "is a worker machine config");
     // A kubeconfig whose cluster has no CA.
-    let mut args = base(&fixture("secrets.yaml"), &k8s.kubeconfig);
+    let mut args = base(&fixture("secrets.yaml"));
     args[5] = "other".into();
     let (ok, text) = worker_config(&args);
     assert!(!ok);
@@ -409,7 +408,7 @@ fn broken_inputs_get_one_clear_line_and_nothing_is_overwritten() {
         ),
         (&["--token-ttl", "0h"][..], "--token-ttl"),
     ] {
-        let mut args = base(&fixture("secrets.yaml"), &k8s.kubeconfig);
+        let mut args = base(&fixture("secrets.yaml"));
         args.extend(s(extra));
         let (ok, text) = worker_config(&args);
         assert!(!ok, "{extra:?}");
@@ -418,14 +417,14 @@ fn broken_inputs_get_one_clear_line_and_nothing_is_overwritten() {
     assert!(!out.exists(), "a refused run wrote files");
 
     // A good run, then a second one refuses to overwrite, --force replaces.
-    let (ok, text) = worker_config(&base(&fixture("secrets.yaml"), &k8s.kubeconfig));
+    let (ok, text) = worker_config(&base(&fixture("secrets.yaml")));
     assert!(ok, "{text}");
     let before = std::fs::read(out.join("worker.yaml")).unwrap();
-    let (ok, text) = worker_config(&base(&fixture("secrets.yaml"), &k8s.kubeconfig));
+    let (ok, text) = worker_config(&base(&fixture("secrets.yaml")));
     assert!(!ok);
     one_line(&text, "exists; choose another --out or pass --force");
     assert_eq!(std::fs::read(out.join("worker.yaml")).unwrap(), before);
-    let mut args = base(&fixture("secrets.yaml"), &k8s.kubeconfig);
+    let mut args = base(&fixture("secrets.yaml"));
     args.push("--force".into());
     let (ok, text) = worker_config(&args);
     assert!(ok, "{text}");
@@ -446,16 +445,7 @@ fn talos_validator_refuses_a_worker_holding_the_ca_key() {
     let dir = TempDir::new("wc-neg");
     let k8s = k8s_cluster(&dir, "https://10.10.10.101:6443", true);
     let out = dir.path("out");
-    let (ok, text) = worker_config(&s(&[
-        "--from",
-        &fixture("secrets.yaml"),
-        "--kubeconfig",
-        k8s.kubeconfig.to_str().unwrap(),
-        "--kubeconfig-context",
-        "admin@tenant-00",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let (ok, text) = worker_config(&args_for(&fixture("secrets.yaml"), &k8s, &out, &[]));
     assert!(ok, "{text}");
     let yaml = std::fs::read_to_string(out.join("worker.yaml")).unwrap();
     let key = talos_fixture("secrets.yaml", &["certs", "os", "key"]);
