@@ -70,11 +70,7 @@ fn s_client(addr: &str, ca: &std::path::Path, extra: &[&str]) -> (bool, String) 
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     (text.contains("CONNECTION ESTABLISHED"), text)
 }
 

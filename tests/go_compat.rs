@@ -64,11 +64,7 @@ fn go_check(ca_type: KeyType) {
         ])
         .output()
         .expect("go (Debian's golang-go; scripts/test.sh installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&go.stdout),
-        String::from_utf8_lossy(&go.stderr)
-    );
+    let text = output_text(&go);
     println!("{ca_type} CA:\n{text}");
     assert!(
         go.status.success() && text.contains("PASS"),

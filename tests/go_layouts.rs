@@ -14,7 +14,7 @@
 mod common;
 
 use std::os::unix::fs::symlink;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 use openssl::asn1::Asn1Time;
@@ -115,7 +115,7 @@ exec "$@""#;
         if let Some(name) = server_name {
             cmd.args(["-server-name", name]);
         }
-        let text = text(cmd.output().unwrap());
+        let text = output_text(&cmd.output().unwrap());
         assert!(
             text.ends_with("PASS\n"),
             "Go worker:\n{text}\nsigner:\n{}",
@@ -135,7 +135,7 @@ exec "$@""#;
             .args(["--cn", "worker-2", "--ip", "127.0.0.1", "--dns", "worker-2"]);
         let out = cmd.output().unwrap();
         let ok = out.status.success();
-        let text = text(out);
+        let text = output_text(&out);
         assert!(ok, "request:\n{text}\nsigner:\n{}", self.server().log());
         text
     }
@@ -149,14 +149,6 @@ exec "$@""#;
         }
         println!("{log}");
     }
-}
-
-fn text(out: Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// What a worker (and talosctl) holds: the OS CA and the token.
@@ -504,7 +496,7 @@ fn a_name_missing_from_the_serving_cert_fails_the_go_worker() {
         .arg(worker.path("ca.crt"))
         .arg("-token-file")
         .arg(worker.path("token"));
-    let out = text(cmd.output().unwrap());
+    let out = output_text(&cmd.output().unwrap());
     assert!(
         out.contains("FAIL worker TLS handshake") && out.contains("127.0.0.1"),
         "{out}"

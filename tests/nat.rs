@@ -72,11 +72,7 @@ fn go_worker(server: &Server, dir: &TempDir, token_file: &str) -> String {
         .arg(dir.path(token_file))
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success() && text.ends_with("PASS\n"),
         "a good worker was refused:\n{text}\nsigner:\n{}",

@@ -67,7 +67,7 @@ impl Machine {
                 "" if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
                 _ => panic!(
                     "boot: {}\n{}",
-                    text(&state),
+                    output_text(&state),
                     stdout(&m.sh("systemctl --failed --no-pager"))
                 ),
             }
@@ -87,7 +87,11 @@ impl Machine {
     /// `sh`, which must succeed; its stdout.
     fn ok(&self, script: &str) -> String {
         let out = self.sh(script);
-        assert!(out.status.success(), "`{script}` failed:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "`{script}` failed:\n{}",
+            output_text(&out)
+        );
         stdout(&out)
     }
 
@@ -171,14 +175,6 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn rootfs() -> Option<PathBuf> {
     let have_nspawn = Command::new("systemd-nspawn")
         .arg("--version")
@@ -224,9 +220,9 @@ fn bastion_under_systemd_252() {
     let out = m.sh("/src/scripts/install-systemd.sh /material/incomplete");
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("/material/incomplete/ca.key is missing"),
+        output_text(&out).contains("/material/incomplete/ca.key is missing"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // 1. Install as the README says; Type=notify: active only once ready.
@@ -244,7 +240,12 @@ fn bastion_under_systemd_252() {
     // 2. A worker-style request from the container's network.
     step("request");
     let out = m.request(&material.path("m1/ca.crt"), &material.path("new-token"));
-    assert!(out.status.success(), "{}\n{}", text(&out), m.journal(""));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        m.journal("")
+    );
 
     // 3. Token rotation in place: add the new token… (here the old one is
     // added beside it and then retired, the same two reloads).
@@ -263,7 +264,11 @@ fn bastion_under_systemd_252() {
     wait_count(&m, "reloaded (SIGHUP): ", 2);
     let out = m.request(&material.path("m1/ca.crt"), &material.path("old-token"));
     assert!(!out.status.success(), "the retired token still works");
-    assert!(text(&out).contains("invalid token"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("invalid token"),
+        "{}",
+        output_text(&out)
+    );
     assert!(m
         .request(&material.path("m1/ca.crt"), &material.path("new-token"))
         .status
@@ -276,7 +281,12 @@ fn bastion_under_systemd_252() {
           && mv /etc/talos-csr-signer/ca.key.new /etc/talos-csr-signer/ca.key && mv /etc/talos-csr-signer/ca.crt.new /etc/talos-csr-signer/ca.crt");
     wait_count(&m, "reloaded (input files changed)", 1);
     let out = m.request(&material.path("m2/ca.crt"), &material.path("new-token"));
-    assert!(out.status.success(), "{}\n{}", text(&out), m.journal(""));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        m.journal("")
+    );
 
     // 5. Reloads under load: `systemctl reload` again and again while four
     // callers run; not one call may fail.
@@ -308,7 +318,7 @@ fn bastion_under_systemd_252() {
     assert!(
         out.status.success() && figures.contains(" failed=0 "),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert_eq!(m.show("MainPID"), first_pid, "reloads must not restart");
 

@@ -122,10 +122,9 @@ fn kubernetes_validate(file: &Path) {
     {
         Ok(out) => assert!(
             out.status.success(),
-            "kubernetes-validate {}:\n{}{}",
+            "kubernetes-validate {}:\n{}",
             file.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            output_text(&out)
         ),
         Err(_) => skip_outside_ci(
             "kubernetes_validate",
@@ -358,11 +357,7 @@ fn a_signer_from_the_same_bundle_serves_the_worker_and_talosconfig_reaches_apid(
         .arg(&admin_key)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&go.stdout),
-        String::from_utf8_lossy(&go.stderr)
-    );
+    let text = output_text(&go);
     println!("{text}");
     assert!(
         go.status.success() && text.ends_with("PASS\n"),

@@ -169,6 +169,11 @@ fn main() {
     }
 }
 
+/// The token file's content, trimmed.
+fn read_token(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
 fn csrs(n: usize, kt: KeyType) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
@@ -251,10 +256,7 @@ impl Run {
 
 fn calls(a: Calls) {
     let ca = std::fs::read(&a.ca).unwrap();
-    let token = std::fs::read_to_string(&a.token_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = read_token(&a.token_file);
     let run = Arc::new(Run {
         next: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
@@ -369,10 +371,7 @@ fn callers(a: &Calls, env: &Arc<Environment>, ca: &[u8], run: &Arc<Run>) -> (Vec
 
 fn idle(a: Idle) {
     let ca = std::fs::read(&a.ca).unwrap();
-    let token = std::fs::read_to_string(&a.token_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = read_token(&a.token_file);
     let csr = csrs(1, KeyType::Ed25519).remove(0);
     let env = Arc::new(EnvBuilder::new().cq_count(2).build());
     let mut held = Vec::with_capacity(a.connections);
@@ -493,10 +492,7 @@ struct Outcome {
 
 fn storm(a: Storm) {
     let ca = std::fs::read(&a.ca).unwrap();
-    let token = std::fs::read_to_string(&a.token_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = read_token(&a.token_file);
     let csrs = Arc::new(csrs(a.workers.min(1000), KeyType::Ed25519));
     let env = Arc::new(EnvBuilder::new().cq_count(2).build());
     let t0 = Instant::now() + Duration::from_millis(200);

@@ -941,3 +941,12 @@ pub fn talos_config_validate() -> Option<PathBuf> {
         ])
         .find(|p| p.is_file())
 }
+
+/// A finished command's stdout followed by its stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
