@@ -13,7 +13,8 @@
 # memory of each of 10 idle instances running side by side (PSS and private),
 # a reboot storm of 4000 workers with Talos-like retries from one address, and,
 # where the Go talos-csr-signer's binary is present (../shared/peer or
-# GO_SIGNER), the side-by-side table of scripts/bench-vs-go.sh.
+# GO_SIGNER), the side-by-side table of scripts/bench-vs-go.sh; and the
+# instructions per call by part (scripts/bench-instructions.sh, callgrind).
 #   scripts/bench.sh [--quick]   (--quick: 10 s idle window, fewer calls)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -248,6 +249,18 @@ if [ -x "$go_signer" ] && [ "$(id -u)" -eq 0 ]; then
   } >>"$work/table.md"
 else
   echo "bench: no Go signer at $go_signer (or not root): no side-by-side table" >&2
+fi
+
+# Where a call's instructions go (callgrind): free of this machine's time noise.
+if [ "$(id -u)" -eq 0 ]; then
+  {
+    echo
+    echo "### Instructions per call (scripts/bench-instructions.sh)"
+    echo
+    "$ROOT/scripts/bench-instructions.sh"
+  } >>"$work/table.md"
+else
+  echo "bench: not root: no instruction counts (scripts/bench-instructions.sh needs a network namespace)" >&2
 fi
 
 out="$ROOT/scripts/BENCHMARKS.md"

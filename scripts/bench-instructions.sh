@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Instructions per call, counted by valgrind's callgrind, as a Markdown table
+# (scripts/bench.sh includes it). Time on this machine swings by 15-30 %
+# between runs; an instruction count does not (two runs agree within 0.1 %),
+# so this shows what a change saves even when it is below the time noise.
+# It counts user-space instructions only (not the kernel, not cache misses),
+# and instructions are not time: use it beside scripts/bench-vs-go.sh.
+#   scripts/bench-instructions.sh [CALLS]   (default 200)
+# Rows, for an Ed25519 machine CA: a worker-style call (a new TLS connection,
+# one call), split into the TLS handshake and the parts of it that OpenSSL
+# names, the CSR check and the signing; the same call when the client offers
+# P-256 first (no HelloRetryRequest: what the X25519-first clients, Go's and
+# OpenSSL's, pay because gRPC core's server offers P-256 only); the same with
+# OpenSSL's session tickets off (NumTickets = 0 through OPENSSL_CONF: what the
+# two tickets that gRPC core lets OpenSSL send after every handshake cost);
+# and a call on a persistent connection. Runs in a private network namespace.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_if_asked "${1:-}"
+CALLS="${1:-200}"
+BIN="${SIGNER:-$ROOT/target/release/talos-csr-signer}"
+LOADGEN="$ROOT/target/release/loadgen"
+{ [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --bins"
+command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
+command -v valgrind >/dev/null 2>&1 || apt_install valgrind
+
+if [ -z "${BENCH_IN_NETNS:-}" ]; then
+  [ "$(id -u)" -eq 0 ] || die "needs root for a private network namespace (unshare --net)"
+  exec unshare --net env BENCH_IN_NETNS=1 SIGNER="$BIN" bash "$0" "$CALLS"
+fi
+ip link set lo up
+
+work="$(mktemp -d)"
+trap 'pkill -f "$work" 2>/dev/null; rm -rf "$work"' EXIT
+openssl genpkey -algorithm ed25519 -out "$work/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$work/ca.key" -subj /O=talos -days 365 -out "$work/ca.crt" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
+token="$(openssl rand -hex 3).$(openssl rand -hex 8)"
+"$LOADGEN" body --key-type ed25519 >"$work/body.bin"
+printf '%s\n' 'openssl_conf = init' '[init]' 'ssl_conf = ssl' '[ssl]' 'system_default = tls' \
+  '[tls]' 'NumTickets = 0' >"$work/no-tickets.cnf"
+
+h2() { # $1 port, then h2load options; prints how many calls succeeded
+  local port="$1"
+  shift
+  h2load "$@" -H 'content-type: application/grpc' -H 'te: trailers' -H "token: $token" \
+    -d "$work/body.bin" "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1 |
+    sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p'
+}
+
+# Counts one variant: $1 name, $2 port, $3 OPENSSL_CONF ("" for the system's),
+# then h2load options for the measured calls. Warms up with 20 calls, zeroes
+# the counters, runs the calls, dumps. Prints the inclusive counts per call.
+count() {
+  local name="$1" port="$2" conf="$3" out
+  shift 3
+  out="$work/$name.cg"
+  env ${conf:+OPENSSL_CONF="$conf"} TALOS_TOKEN="$token" valgrind --tool=callgrind \
+    --callgrind-out-file="$out" "$BIN" serve --listen "127.0.0.1:$port" \
+    --ca-cert "$work/ca.crt" --ca-key "$work/ca.key" --max-queue 100000 \
+    --auth-fail-limit 1000000 >"$work/$name.log" 2>&1 &
+  "$LOADGEN" ready --target "127.0.0.1:$port" --timeout-ms 120000 >/dev/null
+  h2 "$port" -n 20 -c 20 -m 1 >/dev/null
+  callgrind_control -z "$!" >/dev/null 2>&1
+  local ok
+  ok="$(h2 "$port" "$@")"
+  callgrind_control -d "$!" >/dev/null 2>&1
+  kill "$!"
+  wait "$!" 2>/dev/null || true
+  [ "$ok" = "$CALLS" ] || die "$name: $ok of $CALLS calls succeeded (see $work/$name.log)"
+  callgrind_annotate --inclusive=yes --threshold=100 "$out.1" 2>/dev/null | awk -v n="$CALLS" -v name="$name" '
+    function take(key, pattern) { if ($0 ~ pattern && !(key in v)) { gsub(",", "", $1); v[key] = $1 / n } }
+    /PROGRAM TOTALS/ { gsub(",", "", $1); v["total"] = $1 / n }
+    { take("handshake", ":SSL_do_handshake ")
+      take("peer_check", ":EVP_PKEY_derive_set_peer_ex ")
+      take("ecdh", ":ECDH_compute_key ")
+      take("keygen", ":EVP_PKEY_generate ")
+      take("kdf", ":EVP_KDF_derive ")
+      take("cert_verify", ":ECDSA_sign_ex ")
+      take("csr", "::pki::issue::parse ")
+      take("csr_sig", ":X509_REQ_verify_ex ")
+      take("sign", "::pki::issue::issue ")
+      take("ca_sig", ":X509_sign ") }
+    END { printf "%s", name; for (k in v) printf " %s=%d", k, v[k]; print "" }'
+}
+
+base="$(count storm 51001 "" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+p256="$(count p256-first 51002 "" --groups=P-256 -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+notickets="$(count no-tickets 51003 "$work/no-tickets.cnf" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+persistent="$(count persistent 51004 "" -n "$CALLS" -c 4 -m 4)"
+
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
+k() { awk -v i="$1" 'BEGIN { printf "%.0f k", i / 1000 }'; }
+share() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
+b() { echo "$base" | field "$1"; }
+total="$(b total)"
+row() { printf '| %s | %s | %s |\n' "$1" "$(k "$2")" "$(share "$2" "$total")"; }
+echo "| per worker-style call (new TLS connection, one call; Ed25519 CA, client offers X25519 first) | instructions | share |"
+echo "|---|---|---|"
+row "all of the server's user space" "$total"
+row "TLS handshake (SSL_do_handshake)" "$(b handshake)"
+row "… ECDHE P-256: checking the client's share (EVP_PKEY_derive_set_peer: a full public-key check)" "$(b peer_check)"
+row "… ECDHE P-256: the shared secret (ECDH_compute_key)" "$(b ecdh)"
+row "… ECDHE P-256: our key share (EVP_PKEY_generate)" "$(b keygen)"
+row "… TLS 1.3 key schedule (EVP_KDF_derive, HKDF)" "$(b kdf)"
+row "… CertificateVerify (ECDSA P-256 signature)" "$(b cert_verify)"
+row "CSR check (parse, key type, proof of possession, names)" "$(b csr)"
+row "… the CSR's Ed25519 signature (X509_REQ_verify)" "$(b csr_sig)"
+row "signing the certificate" "$(b sign)"
+row "… the CA's Ed25519 signature (X509_sign)" "$(b ca_sig)"
+row "the rest: gRPC core, HTTP/2, TLS records, hand-off, logs" "$(( total - $(b handshake) - $(b csr) - $(b sign) ))"
+echo
+p256_total="$(echo "$p256" | field total)"
+nt_total="$(echo "$notickets" | field total)"
+pt_total="$(echo "$persistent" | field total)"
+echo "| variant | instructions per call | against the worker-style call |"
+echo "|---|---|---|"
+printf '| client offers P-256 first (no HelloRetryRequest) | %s | %s |\n' "$(k "$p256_total")" "$(k $(( p256_total - total )))"
+printf '| session tickets off (OpenSSL NumTickets = 0) | %s | %s |\n' "$(k "$nt_total")" "$(k $(( nt_total - total )))"
+printf '| persistent connection (h2load -c 4 -m 4) | %s | %s |\n' "$(k "$pt_total")" "$(k $(( pt_total - total )))"
+echo
+echo "$CALLS calls per variant, counted by callgrind after 20 warm-up calls; user space only."
