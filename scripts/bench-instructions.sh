@@ -32,7 +32,7 @@ fi
 ip link set lo up
 
 work="$(mktemp -d)"
-trap 'pkill -f "$work" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 openssl genpkey -algorithm ed25519 -out "$work/ca.key" 2>/dev/null
 openssl req -x509 -new -key "$work/ca.key" -subj /O=talos -days 365 -out "$work/ca.crt" \
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
