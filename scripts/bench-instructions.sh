@@ -13,7 +13,8 @@
 # OpenSSL's, pay because gRPC core's server offers P-256 only); the same with
 # OpenSSL's session tickets off (NumTickets = 0 through OPENSSL_CONF: what the
 # two tickets that gRPC core lets OpenSSL send after every handshake cost);
-# and a call on a persistent connection. Runs in a private network namespace.
+# a call on a persistent connection; and one with a P-256 machine CA and CSR.
+# Runs in a private network namespace.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -33,11 +34,19 @@ ip link set lo up
 
 work="$(mktemp -d)"
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-openssl genpkey -algorithm ed25519 -out "$work/ca.key" 2>/dev/null
-openssl req -x509 -new -key "$work/ca.key" -subj /O=talos -days 365 -out "$work/ca.crt" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
+# The machine CAs and a CSR of each one's key type: $work/{ed25519,p256}.*
+make_ca() { # $1 name, $2 loadgen key type, then openssl genpkey options
+  local name="$1" csr_type="$2"
+  shift 2
+  openssl genpkey "$@" -out "$work/$name.key" 2>/dev/null
+  openssl req -x509 -new -key "$work/$name.key" -subj /O=talos -days 365 -out "$work/$name.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
+  "$LOADGEN" body --key-type "$csr_type" >"$work/$name.bin"
+}
+make_ca ed25519 ed25519 -algorithm ed25519
+make_ca p256 ecdsa-p256 -algorithm EC -pkeyopt ec_paramgen_curve:P-256
+ca=ed25519 # the CA the next count uses
 token="$(openssl rand -hex 3).$(openssl rand -hex 8)"
-"$LOADGEN" body --key-type ed25519 >"$work/body.bin"
 printf '%s\n' 'openssl_conf = init' '[init]' 'ssl_conf = ssl' '[ssl]' 'system_default = tls' \
   '[tls]' 'NumTickets = 0' >"$work/no-tickets.cnf"
 
@@ -45,7 +54,7 @@ h2() { # $1 port, then h2load options; prints how many calls succeeded
   local port="$1"
   shift
   h2load "$@" -H 'content-type: application/grpc' -H 'te: trailers' -H "token: $token" \
-    -d "$work/body.bin" "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1 |
+    -d "$work/$ca.bin" "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1 |
     sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p'
 }
 
@@ -58,7 +67,7 @@ count() {
   out="$work/$name.cg"
   env ${conf:+OPENSSL_CONF="$conf"} TALOS_TOKEN="$token" valgrind --tool=callgrind \
     --callgrind-out-file="$out" "$BIN" serve --listen "127.0.0.1:$port" \
-    --ca-cert "$work/ca.crt" --ca-key "$work/ca.key" --max-queue 100000 \
+    --ca-cert "$work/$ca.crt" --ca-key "$work/$ca.key" --max-queue 100000 \
     --auth-fail-limit 1000000 >"$work/$name.log" 2>&1 &
   "$LOADGEN" ready --target "127.0.0.1:$port" --timeout-ms 120000 >/dev/null
   h2 "$port" -n 20 -c 20 -m 1 >/dev/null
@@ -85,10 +94,14 @@ count() {
     END { printf "%s", name; for (k in v) printf " %s=%d", k, v[k]; print "" }'
 }
 
-base="$(count storm 51001 "" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
-p256="$(count p256-first 51002 "" --groups=P-256 -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
-notickets="$(count no-tickets 51003 "$work/no-tickets.cnf" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
-persistent="$(count persistent 51004 "" -n "$CALLS" -c 4 -m 4)"
+# Ports below the ephemeral range (32768-60999): the load generators' closed
+# connections linger there in TIME_WAIT, and a listener cannot bind such a port.
+base="$(count storm 24001 "" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+p256="$(count p256-first 24002 "" --groups=P-256 -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+notickets="$(count no-tickets 24003 "$work/no-tickets.cnf" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+persistent="$(count persistent 24004 "" -n "$CALLS" -c 4 -m 4)"
+ca=p256
+p256_persistent="$(count p256-persistent 24005 "" -n "$CALLS" -c 4 -m 4)"
 
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
 k() { awk -v i="$1" 'BEGIN { printf "%.0f k", i / 1000 }'; }
@@ -119,5 +132,8 @@ echo "|---|---|---|"
 printf '| client offers P-256 first (no HelloRetryRequest) | %s | %s |\n' "$(k "$p256_total")" "$(k $(( p256_total - total )))"
 printf '| session tickets off (OpenSSL NumTickets = 0) | %s | %s |\n' "$(k "$nt_total")" "$(k $(( nt_total - total )))"
 printf '| persistent connection (h2load -c 4 -m 4) | %s | %s |\n' "$(k "$pt_total")" "$(k $(( pt_total - total )))"
+pp="$p256_persistent"
+printf '| persistent connection, P-256 machine CA and CSR: all / CSR signature / CA signature | %s / %s / %s | |\n' \
+  "$(k "$(echo "$pp" | field total)")" "$(k "$(echo "$pp" | field csr_sig)")" "$(k "$(echo "$pp" | field ca_sig)")"
 echo
 echo "$CALLS calls per variant, counted by callgrind after 20 warm-up calls; user space only."

@@ -12,8 +12,10 @@
 # each: -c 3000 -r 100 --rate-period 100ms -m 1), and the same offered at
 # 2000/s, which shows what one core takes; then persistent and the 2000/s
 # storm again with a P-256 machine CA and P-256 CSRs, which separates
-# OpenSSL 3.0's Ed25519 (slower than Go's) from the rest. Load rows are the
-# median of three rounds, the servers taking turns. Successes are counted by each
+# OpenSSL 3.0's Ed25519 (slower than Go's) from the rest; last, each server's
+# CPU time per issued certificate in those phases, which the machine's
+# neighbours move less than the rates. Load rows are the median of three
+# rounds, the servers taking turns. Successes are counted by each
 # server (the Go signer's log, our certificates_issued_total), not by h2load,
 # which sees HTTP 200 even for a gRPC error. Both servers log to a file.
 set -euo pipefail
@@ -87,10 +89,12 @@ issued() { # $1 kind, $2 port
   fi
 }
 
+# Ports below the ephemeral range (32768-60999): the load generators' closed
+# connections linger there in TIME_WAIT, and a listener cannot bind such a port.
 # 10 idle instances side by side: mean PSS and private KB, threads of one.
 idle() { # $1 kind
   local port pss=0 priv=0 p
-  for port in $(seq 51001 51010); do start "$1" "$port" ed25519; done
+  for port in $(seq 21001 21010); do start "$1" "$port" ed25519; done
   sleep 1
   for p in "${pids[@]}"; do
     pss=$(( pss + $(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup") ))
@@ -108,35 +112,39 @@ h2() { # $1 port, $2 CA name (for its CSR), then h2load options
     sed -n 's/^finished in .*, \([0-9]*\)[0-9.]* req\/s.*/\1/p'
 }
 
-# One server: persistent and storm rates, and what it issued for each; then
-# the same two with a P-256 machine CA (fields prefixed p256_).
-load() { # $1 kind
-  local port=52001 n0 n1 n2 n3 n4 n5 n6 persistent storm fast p_persistent p_storm
-  start "$1" "$port" ed25519 metrics
-  n0="$(issued "$1" "$port")"
-  persistent="$(h2 "$port" ed25519 -n 20000 -c 16 -m 4)"
-  n1="$(issued "$1" "$port")"
-  storm="$(h2 "$port" ed25519 -n 3000 -c 3000 -r 100 --rate-period 100ms -m 1)"
+# One measured phase on the running server ${pids[0]}: the rate h2load saw,
+# what the server issued, and the server's CPU time per issued certificate
+# (steadier than the rate when the machine's neighbours are busy).
+phase() { # $1 name, $2 kind, $3 port, $4 CA name, then h2load options
+  local name="$1" kind="$2" port="$3" ca="$4" n0 t0 rps n t
+  shift 4
+  n0="$(issued "$kind" "$port")"
+  t0="$(cpu_ticks "${pids[0]}")"
+  rps="$(h2 "$port" "$ca" "$@")"
   sleep 1
-  n2="$(issued "$1" "$port")"
+  n=$(( $(issued "$kind" "$port") - n0 ))
+  t=$(( $(cpu_ticks "${pids[0]}") - t0 ))
+  echo "${name}_rps=$rps ${name}_issued=$n ${name}_cpu=$(( n > 0 ? t * 1000000 / CLK_TCK / n : 0 ))"
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK="$(getconf CLK_TCK)"
+
+# One server: persistent and storm phases; then persistent and the fast
+# storm with a P-256 machine CA (fields prefixed p256_).
+load() { # $1 kind
+  local port=22001 out
+  start "$1" "$port" ed25519 metrics
+  out="$(phase persistent "$1" "$port" ed25519 -n 20000 -c 16 -m 4)"
+  out+=" $(phase storm "$1" "$port" ed25519 -n 3000 -c 3000 -r 100 --rate-period 100ms -m 1)"
   # The same storm offered twice as fast: what a core can take, not what
   # was offered.
-  fast="$(h2 "$port" ed25519 -n 3000 -c 3000 -r 200 --rate-period 100ms -m 1)"
-  sleep 1
-  n3="$(issued "$1" "$port")"
+  out+=" $(phase fast "$1" "$port" ed25519 -n 3000 -c 3000 -r 200 --rate-period 100ms -m 1)"
   stop_all
   start "$1" "$port" p256 metrics
-  n4="$(issued "$1" "$port")"
-  p_persistent="$(h2 "$port" p256 -n 20000 -c 16 -m 4)"
-  n5="$(issued "$1" "$port")"
-  p_storm="$(h2 "$port" p256 -n 3000 -c 3000 -r 200 --rate-period 100ms -m 1)"
-  sleep 1
-  n6="$(issued "$1" "$port")"
+  out+=" $(phase p256_persistent "$1" "$port" p256 -n 20000 -c 16 -m 4)"
+  out+=" $(phase p256_fast "$1" "$port" p256 -n 3000 -c 3000 -r 200 --rate-period 100ms -m 1)"
   stop_all
-  echo "persistent_rps=$persistent persistent_issued=$(( n1 - n0 )) storm_rps=$storm storm_issued=$(( n2 - n1 ))" \
-    "fast_rps=$fast fast_issued=$(( n3 - n2 ))" \
-    "p256_persistent_rps=$p_persistent p256_persistent_issued=$(( n5 - n4 ))" \
-    "p256_fast_rps=$p_storm p256_fast_issued=$(( n6 - n5 ))"
+  echo "$out"
 }
 
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
@@ -157,7 +165,7 @@ total() { # $1 kind, $2 field: summed over the rounds
 summary() { # $1 kind: each rate's median and each count's total
   local f out=""
   for f in persistent storm fast p256_persistent p256_fast; do
-    out+=" ${f}_rps=$(median "$1" "${f}_rps") ${f}_issued=$(total "$1" "${f}_issued")"
+    out+=" ${f}_rps=$(median "$1" "${f}_rps") ${f}_issued=$(total "$1" "${f}_issued") ${f}_cpu=$(median "$1" "${f}_cpu")"
   done
   echo "$out"
 }
@@ -179,6 +187,14 @@ row "worker storm (3000 new TLS connections at 1000/s, one call each), per serve
 row "… the same storm offered at 2000/s" "$(g fast_rps)/s ($(g fast_issued) of 9000 issued)" "$(o fast_rps)/s ($(o fast_issued) of 9000 issued)" "$(g fast_rps)" "$(o fast_rps)"
 row "with a P-256 machine CA (P-256 CSRs): persistent, as above" "$(g p256_persistent_rps)/s ($(g p256_persistent_issued) of 60000 issued)" "$(o p256_persistent_rps)/s ($(o p256_persistent_issued) of 60000 issued)" "$(g p256_persistent_rps)" "$(o p256_persistent_rps)"
 row "… worker storm offered at 2000/s" "$(g p256_fast_rps)/s ($(g p256_fast_issued) of 9000 issued)" "$(o p256_fast_rps)/s ($(o p256_fast_issued) of 9000 issued)" "$(g p256_fast_rps)" "$(o p256_fast_rps)"
+cpu_row() { # label, field
+  row "$1" "$(g "$2") µs" "$(o "$2") µs" "$(g "$2")" "$(o "$2")"
+}
+cpu_row "server CPU per certificate (lower is better): persistent" persistent_cpu
+cpu_row "… worker storm at 1000/s" storm_cpu
+cpu_row "… worker storm at 2000/s" fast_cpu
+cpu_row "… P-256 machine CA, persistent" p256_persistent_cpu
+cpu_row "… P-256 machine CA, worker storm at 2000/s" p256_fast_cpu
 echo
-echo "Memory: lower is better (ours / Go below 1.00× wins); throughput: higher is better."
+echo "Memory and CPU per certificate: lower is better (ours / Go below 1.00× wins); throughput: higher is better."
 echo "Go signer: $GO_SIGNER; $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), Linux $(uname -r), $(openssl version | cut -d' ' -f1-2)."

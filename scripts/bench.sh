@@ -155,8 +155,10 @@ instances() { # $1 = CA dir, $2 = how many
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 
+# Ports below the ephemeral range (32768-60999): the load generators' closed
+# connections linger there in TIME_WAIT, and a listener cannot bind such a port.
 run_ca() { # $1 = ed25519 | p256, $2 = CSR key type
-  local kind="$1" kt="$2" d="$work/$1" port=50901 t0 ready rss anon threads c0 c1
+  local kind="$1" kt="$2" d="$work/$1" port=20901 t0 ready rss anon threads c0 c1
   make_ca "$kind"
   t0="$(date +%s%N)"
   "$BIN" serve --listen "127.0.0.1:$port" --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" \

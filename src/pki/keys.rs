@@ -3,8 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use openssl::bn::BigNumContext;
-use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -33,7 +32,7 @@ impl KeyType {
         match key.id() {
             Id::ED25519 => Some(KeyType::Ed25519),
             Id::RSA => Some(KeyType::Rsa(key.bits())),
-            Id::EC => match key.ec_key().ok()?.group().curve_name()? {
+            Id::EC => match ec_curve(key)? {
                 Nid::X9_62_PRIME256V1 => Some(KeyType::EcP256),
                 Nid::SECP384R1 => Some(KeyType::EcP384),
                 Nid::SECP521R1 => Some(KeyType::EcP521),
@@ -194,6 +193,18 @@ pub fn openssl_reason(e: &ErrorStack) -> String {
         .unwrap_or_else(|| "malformed data".to_string())
 }
 
+/// An EC key's curve. By name first: `PKey::ec_key` on a provider's key
+/// (as CSR keys are) makes a legacy copy that builds the curve again.
+fn ec_curve<T: HasPublic>(key: &PKeyRef<T>) -> Option<Nid> {
+    match ffi::ec_group_name(key) {
+        Some(name) => [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1]
+            .into_iter()
+            .find(|n| n.short_name().is_ok_and(|s| s == name))
+            .or(Some(Nid::UNDEF)),
+        None => key.ec_key().ok()?.group().curve_name(),
+    }
+}
+
 /// A CSR's public key (the CSR must come from `ffi::csr_from_pem`). The key
 /// types workers use are built straight from the SubjectPublicKeyInfo's bits;
 /// any other form goes through OpenSSL's decoder as `X509Req::public_key`
@@ -216,31 +227,32 @@ fn key_from_parts(p: &SpkiParts<'_>) -> Option<PKey<Public>> {
             Rsa::public_key_from_der_pkcs1(p.bits).and_then(PKey::from_rsa)
         }
         (Nid::X9_62_ID_ECPUBLICKEY, Params::Object(curve)) => {
-            let group = named_group(curve)?;
-            BigNumContext::new()
-                .and_then(|mut ctx| EcPoint::from_bytes(group, p.bits, &mut ctx))
-                .and_then(|point| EcKey::from_public_key(group, &point))
-                .and_then(PKey::from_ec_key)
+            ffi::ec_public_key(curve_parameters(curve)?, p.bits)
         }
         _ => return None,
     };
     built.ok()
 }
 
-/// The curves of `KeyType`, built once: OpenSSL 3.0 rebuilds a curve's
-/// tables every time one is asked for by name.
-fn named_group(curve: Nid) -> Option<&'static EcGroup> {
-    static GROUPS: std::sync::OnceLock<Vec<(Nid, EcGroup)>> = std::sync::OnceLock::new();
-    GROUPS
+/// The parameters of the curves of `KeyType`, built once: OpenSSL 3.0
+/// rebuilds a curve's tables every time one is asked for by name, and a
+/// CSR's key made from these copies them instead (`ffi::ec_public_key`).
+fn curve_parameters(curve: Nid) -> Option<&'static PKey<openssl::pkey::Params>> {
+    type Curves = Vec<(Nid, PKey<openssl::pkey::Params>)>;
+    static CURVES: std::sync::OnceLock<Curves> = std::sync::OnceLock::new();
+    CURVES
         .get_or_init(|| {
             [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1]
                 .into_iter()
-                .filter_map(|n| EcGroup::from_curve_name(n).ok().map(|g| (n, g)))
+                .filter_map(|n| {
+                    let name = std::ffi::CString::new(n.short_name().ok()?).ok()?;
+                    ffi::ec_curve_parameters(&name).ok().map(|k| (n, k))
+                })
                 .collect()
         })
         .iter()
         .find(|(n, _)| *n == curve)
-        .map(|(_, g)| g)
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]
@@ -264,6 +276,9 @@ mod tests {
             assert!(fast.public_eq(&decoded), "{kt}");
             assert!(fast.public_eq(&key), "{kt}");
             assert_eq!(KeyType::of(&csr_public_key(&req).unwrap()), Some(kt));
+            // EC keys are the provider's own, named by curve: no legacy copy.
+            let named = ffi::ec_group_name(&fast).is_some();
+            assert_eq!(named, fast.id() == openssl::pkey::Id::EC, "{kt}");
             assert!(ffi::csr_signed_by(&req, &fast), "{kt}");
         }
         // Ed448 has no fast path: decoded by OpenSSL, described, not supported.
