@@ -402,6 +402,7 @@ extern "C" {
         size: usize,
         len: *mut usize,
     ) -> c_int;
+    fn EVP_PKEY_get0_provider(key: *const openssl_sys::EVP_PKEY) -> *const c_void;
     fn OSSL_PARAM_construct_utf8_string(
         key: *const c_char,
         buf: *mut c_char,
@@ -466,9 +467,14 @@ pub fn ec_public_key(
     }
 }
 
-/// The curve of an EC key by its name, without the legacy EC_KEY copy that
-/// `PKey::ec_key` makes of a provider's key (which builds the curve again).
+/// The curve of a provider's EC key by its name, without the legacy EC_KEY
+/// copy that `PKey::ec_key` makes of it (which builds the curve again);
+/// `None` for a legacy key, which asking would copy to a provider instead.
 pub fn ec_group_name<T>(key: &openssl::pkey::PKeyRef<T>) -> Option<String> {
+    // SAFETY: a valid key; only its key management is looked at.
+    if unsafe { EVP_PKEY_get0_provider(key.as_ptr()) }.is_null() {
+        return None;
+    }
     let mut name = [0u8; 64];
     let mut len = 0usize;
     // SAFETY: the buffer's size is passed; OpenSSL writes at most that many
