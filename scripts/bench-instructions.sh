@@ -26,35 +26,23 @@ LOADGEN="$ROOT/target/release/loadgen"
 command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 command -v valgrind >/dev/null 2>&1 || apt_install valgrind
 
-if [ -z "${BENCH_IN_NETNS:-}" ]; then
-  [ "$(id -u)" -eq 0 ] || die "needs root for a private network namespace (unshare --net)"
-  exec unshare --net env BENCH_IN_NETNS=1 SIGNER="$BIN" bash "$0" "$CALLS"
-fi
-ip link set lo up
+enter_private_netns "$CALLS"
 
 work="$(mktemp -d)"
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-# The machine CAs and a CSR of each one's key type: $work/{ed25519,p256}.*
-make_ca() { # $1 name, $2 loadgen key type, then openssl genpkey options
-  local name="$1" csr_type="$2"
-  shift 2
-  openssl genpkey "$@" -out "$work/$name.key" 2>/dev/null
-  openssl req -x509 -new -key "$work/$name.key" -subj /O=talos -days 365 -out "$work/$name.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
-  "$LOADGEN" body --key-type "$csr_type" >"$work/$name.bin"
-}
-make_ca ed25519 ed25519 -algorithm ed25519
-make_ca p256 ecdsa-p256 -algorithm EC -pkeyopt ec_paramgen_curve:P-256
-ca=ed25519 # the CA the next count uses
-token="$(openssl rand -hex 3).$(openssl rand -hex 8)"
+# The machine CAs and a CSR of each one's key type: $work/{ed25519,p256}/
+make_test_ca "$work/ed25519" -algorithm ed25519
+make_test_ca "$work/p256" -algorithm EC -pkeyopt ec_paramgen_curve:P-256
+"$LOADGEN" body --key-type ed25519 >"$work/ed25519/body.bin"
+"$LOADGEN" body --key-type ecdsa-p256 >"$work/p256/body.bin"
+ca="$work/ed25519" # the CA the next count uses
 printf '%s\n' 'openssl_conf = init' '[init]' 'ssl_conf = ssl' '[ssl]' 'system_default = tls' \
   '[tls]' 'NumTickets = 0' >"$work/no-tickets.cnf"
 
 h2() { # $1 port, then h2load options; prints how many calls succeeded
   local port="$1"
   shift
-  h2load "$@" -H 'content-type: application/grpc' -H 'te: trailers' -H "token: $token" \
-    -d "$work/$ca.bin" "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1 |
+  h2load_certificate "" "$port" "$ca" "$ca/body.bin" "$@" |
     sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p'
 }
 
@@ -65,9 +53,9 @@ count() {
   local name="$1" port="$2" conf="$3" out
   shift 3
   out="$work/$name.cg"
-  env ${conf:+OPENSSL_CONF="$conf"} TALOS_TOKEN="$token" valgrind --tool=callgrind \
+  env ${conf:+OPENSSL_CONF="$conf"} TALOS_TOKEN="$(cat "$ca/token")" valgrind --tool=callgrind \
     --callgrind-out-file="$out" "$BIN" serve --listen "127.0.0.1:$port" \
-    --ca-cert "$work/$ca.crt" --ca-key "$work/$ca.key" --max-queue 100000 \
+    --ca-cert "$ca/ca.crt" --ca-key "$ca/ca.key" --max-queue 100000 \
     --auth-fail-limit 1000000 >"$work/$name.log" 2>&1 &
   "$LOADGEN" ready --target "127.0.0.1:$port" --timeout-ms 120000 >/dev/null
   h2 "$port" -n 20 -c 20 -m 1 >/dev/null
@@ -100,7 +88,7 @@ base="$(count storm 24001 "" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1
 p256="$(count p256-first 24002 "" --groups=P-256 -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
 notickets="$(count no-tickets 24003 "$work/no-tickets.cnf" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
 persistent="$(count persistent 24004 "" -n "$CALLS" -c 4 -m 4)"
-ca=p256
+ca="$work/p256"
 p256_persistent="$(count p256-persistent 24005 "" -n "$CALLS" -c 4 -m 4)"
 
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }

@@ -33,11 +33,7 @@ command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 command -v curl >/dev/null 2>&1 || apt_install curl
 
 # Into a private network namespace (root): nothing leaves loopback.
-if [ -z "${BENCH_IN_NETNS:-}" ]; then
-  [ "$(id -u)" -eq 0 ] || die "needs root for a private network namespace (unshare --net)"
-  exec unshare --net env BENCH_IN_NETNS=1 SIGNER="$BIN" bash "$0" "$GO_SIGNER"
-fi
-ip link set lo up
+enter_private_netns "$GO_SIGNER"
 
 work="$(mktemp -d)"
 pids=()
@@ -46,34 +42,27 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# Machine CAs: $work/ca-ed25519.* (the rows' CA, as Talos generates it) and
-# $work/ca-p256.* (the P-256 rows), each with a CSR of its own key type.
-make_ca() { # $1 name, $2 loadgen key type, then openssl genpkey options
-  local name="$1" csr_type="$2"
-  shift 2
-  openssl genpkey "$@" -out "$work/ca-$name.key" 2>/dev/null
-  openssl req -x509 -new -key "$work/ca-$name.key" -subj /O=talos -days 365 -out "$work/ca-$name.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
-  "$LOADGEN" body --key-type "$csr_type" >"$work/body-$name.bin"
-}
-make_ca ed25519 ed25519 -algorithm ed25519
-make_ca p256 ecdsa-p256 -algorithm EC -pkeyopt ec_paramgen_curve:P-256
-token="$(openssl rand -hex 3).$(openssl rand -hex 8)"
-echo "$token" >"$work/token"
+# Machine CAs: $work/ed25519 (the rows' CA, as Talos generates it) and
+# $work/p256 (the P-256 rows), each with a CSR of its own key type (body.bin).
+make_test_ca "$work/ed25519" -algorithm ed25519
+make_test_ca "$work/p256" -algorithm EC -pkeyopt ec_paramgen_curve:P-256
+"$LOADGEN" body --key-type ed25519 >"$work/ed25519/body.bin"
+"$LOADGEN" body --key-type ecdsa-p256 >"$work/p256/body.bin"
 
 # Starts one server of kind $1 ("go" or "ours") on port $2, on core 0, with
 # the machine CA named $3, its log in $work/$1-$2.log; with $4 = metrics, our
 # /metrics on port $2+1000 (the idle rows run ours as the Go signer runs:
 # nothing but the service).
 start() {
-  local log="$work/$1-$2.log" ca="$work/ca-$3" extra=()
+  local log="$work/$1-$2.log" ca="$work/$3" token extra=()
+  token="$(cat "$ca/token")"
   [ "${4:-}" = metrics ] && extra=(--metrics-listen "127.0.0.1:$(( $2 + 1000 ))")
   if [ "$1" = go ]; then
-    PORT="$2" CA_CERT_PATH="$ca.crt" CA_KEY_PATH="$ca.key" TALOS_TOKEN="$token" \
+    PORT="$2" CA_CERT_PATH="$ca/ca.crt" CA_KEY_PATH="$ca/ca.key" TALOS_TOKEN="$token" \
       SERVER_IPS=127.0.0.1 taskset -c 0 "$GO_SIGNER" >"$log" 2>&1 &
   else
-    TALOS_TOKEN="$token" taskset -c 0 "$BIN" serve --listen "127.0.0.1:$2" --ca-cert "$ca.crt" \
-      --ca-key "$ca.key" "${extra[@]}" --max-queue 100000 --auth-fail-limit 1000000 >"$log" 2>&1 &
+    TALOS_TOKEN="$token" taskset -c 0 "$BIN" serve --listen "127.0.0.1:$2" --ca-cert "$ca/ca.crt" \
+      --ca-key "$ca/ca.key" "${extra[@]}" --max-queue 100000 --auth-fail-limit 1000000 >"$log" 2>&1 &
   fi
   pids+=($!)
   "$LOADGEN" ready --target "127.0.0.1:$2" >/dev/null
@@ -104,11 +93,10 @@ idle() { # $1 kind
   stop_all
 }
 
-h2() { # $1 port, $2 CA name (for its CSR), then h2load options
-  local port="$1" body="$work/body-$2.bin"
+h2() { # $1 port, $2 CA name (its token and CSR), then h2load options; prints req/s
+  local port="$1" ca="$work/$2"
   shift 2
-  taskset -c 1 h2load "$@" -H 'content-type: application/grpc' -H 'te: trailers' -H "token: $token" \
-    -d "$body" "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1 |
+  h2load_certificate 1 "$port" "$ca" "$ca/body.bin" "$@" |
     sed -n 's/^finished in .*, \([0-9]*\)[0-9.]* req\/s.*/\1/p'
 }
 

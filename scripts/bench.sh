@@ -41,17 +41,11 @@ cleanup() {
 trap cleanup EXIT
 
 make_ca() { # $1 = ed25519 | p256
-  local d="$work/$1"
-  mkdir -p "$d"
   if [ "$1" = ed25519 ]; then
-    openssl genpkey -algorithm ed25519 -out "$d/ca.key" 2>/dev/null
+    make_test_ca "$work/$1" -algorithm ed25519
   else
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" 2>/dev/null
+    make_test_ca "$work/$1" -algorithm EC -pkeyopt ec_paramgen_curve:P-256
   fi
-  openssl req -x509 -new -key "$d/ca.key" -subj /O=talos -days 365 -out "$d/ca.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
-  echo "$(openssl rand -hex 3).$(openssl rand -hex 8)" >"$d/token"
-  chmod 600 "$d/ca.key" "$d/token"
 }
 
 row() { printf '| %s | %s |\n' "$1" "$2"; }

@@ -58,3 +58,40 @@ signer_bin() {
     die "no talos-csr-signer binary: run scripts/build.sh first"
   fi
 }
+
+# A throwaway machine CA for benchmarks and checks: DIR/ca.key, DIR/ca.crt
+# (O=talos, CA:TRUE, keyCertSign) and a fresh DIR/token, key and token 0600.
+make_test_ca() { # DIR, then openssl genpkey options (the key type)
+  local d="$1"
+  shift
+  mkdir -p "$d"
+  openssl genpkey "$@" -out "$d/ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$d/ca.key" -subj /O=talos -days 365 -out "$d/ca.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
+  echo "$(openssl rand -hex 3).$(openssl rand -hex 8)" >"$d/token"
+  chmod 600 "$d/ca.key" "$d/token"
+}
+
+# Re-runs the calling script, with the same arguments, in a private network
+# namespace (needs root), so nothing it starts is reachable beyond loopback;
+# inside it, brings loopback up. BIN (our signer) is passed on as SIGNER.
+enter_private_netns() { # the script's arguments
+  if [ -n "${BENCH_IN_NETNS:-}" ]; then
+    ip link set lo up
+    return
+  fi
+  [ "$(id -u)" -eq 0 ] || die "needs root for a private network namespace (unshare --net)"
+  exec unshare --net env BENCH_IN_NETNS=1 SIGNER="$BIN" bash "$0" "$@"
+}
+
+# One h2load run of trustd's Certificate call on 127.0.0.1:PORT with the
+# CA directory's token and a request body from `loadgen body`; prints
+# h2load's report. CPU "" leaves h2load unpinned, else pins it to that core.
+h2load_certificate() { # CPU PORT CA_DIR BODY, then h2load options
+  local cpu="$1" port="$2" dir="$3" body="$4" pin=()
+  shift 4
+  [ -n "$cpu" ] && pin=(taskset -c "$cpu")
+  "${pin[@]}" h2load "$@" -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "token: $(cat "$dir/token")" -d "$body" \
+    "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1
+}

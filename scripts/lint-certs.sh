@@ -21,15 +21,6 @@ work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 
-make_ca() { # dir, genpkey args…
-  local d="$1"; shift
-  mkdir -p "$d"
-  openssl genpkey "$@" -out "$d/ca.key" 2>/dev/null
-  openssl req -x509 -new -key "$d/ca.key" -subj /O=talos -days 365 -out "$d/ca.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,digitalSignature 2>/dev/null
-  echo "$(openssl rand -hex 3).$(openssl rand -hex 8)" >"$d/token"
-}
-
 lint() { # label file [issuer]
   local out
   out="$(lint_pkix_cert lint -s WARNING "$2" 2>&1 || true)"
@@ -50,10 +41,10 @@ port=20950
 for kind in ed25519 p256 p384 rsa2048; do
   d="$work/$kind"
   case "$kind" in
-    ed25519) make_ca "$d" -algorithm ed25519 ;;
-    p256) make_ca "$d" -algorithm EC -pkeyopt ec_paramgen_curve:P-256 ;;
-    p384) make_ca "$d" -algorithm EC -pkeyopt ec_paramgen_curve:P-384 ;;
-    rsa2048) make_ca "$d" -algorithm RSA -pkeyopt rsa_keygen_bits:2048 ;;
+    ed25519) make_test_ca "$d" -algorithm ed25519 ;;
+    p256) make_test_ca "$d" -algorithm EC -pkeyopt ec_paramgen_curve:P-256 ;;
+    p384) make_test_ca "$d" -algorithm EC -pkeyopt ec_paramgen_curve:P-384 ;;
+    rsa2048) make_test_ca "$d" -algorithm RSA -pkeyopt rsa_keygen_bits:2048 ;;
   esac
   port=$((port + 1))
   "$BIN" serve --listen "127.0.0.1:$port" --ca-cert "$d/ca.crt" --ca-key "$d/ca.key" \

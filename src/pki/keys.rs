@@ -193,11 +193,14 @@ pub fn openssl_reason(e: &ErrorStack) -> String {
         .unwrap_or_else(|| "malformed data".to_string())
 }
 
+/// The curves of `KeyType`'s ECDSA variants.
+const EC_CURVES: [Nid; 3] = [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1];
+
 /// An EC key's curve. By name first: `PKey::ec_key` on a provider's key
 /// (as CSR keys are) makes a legacy copy that builds the curve again.
 fn ec_curve<T: HasPublic>(key: &PKeyRef<T>) -> Option<Nid> {
     match ffi::ec_group_name(key) {
-        Some(name) => [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1]
+        Some(name) => EC_CURVES
             .into_iter()
             .find(|n| n.short_name().is_ok_and(|s| s == name))
             .or(Some(Nid::UNDEF)),
@@ -242,7 +245,7 @@ fn curve_parameters(curve: Nid) -> Option<&'static PKey<openssl::pkey::Params>> 
     static CURVES: std::sync::OnceLock<Curves> = std::sync::OnceLock::new();
     CURVES
         .get_or_init(|| {
-            [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1]
+            EC_CURVES
                 .into_iter()
                 .filter_map(|n| {
                     let name = std::ffi::CString::new(n.short_name().ok()?).ok()?;
