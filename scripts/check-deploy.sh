@@ -11,10 +11,7 @@ set -euo pipefail
 help_if_asked "${1:-}"
 cd "$ROOT"
 
-KV_VERSION=1.31.0
-if ! kubernetes-validate --version 2>/dev/null | grep -q "$KV_VERSION"; then
-  python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
-fi
+ensure_kubernetes_validate
 command -v kubectl >/dev/null 2>&1 || apt_install kubernetes-client
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

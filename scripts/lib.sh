@@ -38,6 +38,14 @@ apt_install() {
   }
 }
 
+# kubernetes-validate, pinned: the Kubernetes API schema check that
+# check-deploy.sh and the worker-config tests use.
+ensure_kubernetes_validate() {
+  local version=1.31.0
+  kubernetes-validate --version 2>/dev/null | grep -q "$version" ||
+    python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$version"
+}
+
 # Prints the script's header comment (its help) when asked.
 help_if_asked() {
   case "${1:-}" in

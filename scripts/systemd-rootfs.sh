@@ -6,7 +6,8 @@
 # Prints the directory; prints nothing and exits 0 where it cannot be made
 # (not root, no mirror), so the tests can say why they skip.
 # Env: TALOS_SYSTEMD_ROOTFS overrides the cache directory; DEBIAN_MIRROR the
-# mirror (default: the first deb.debian.org-style URI in /etc/apt/sources*).
+# mirror (default: the first Debian URI in the apt sources, one-line
+# sources.list or deb822 *.sources, whichever this machine has).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -15,9 +16,21 @@ help_if_asked "${1:-}"
 DIR="${TALOS_SYSTEMD_ROOTFS:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer/debian12-systemd}"
 [ -x "$DIR/lib/systemd/systemd" ] && [ -e "$DIR/.complete" ] && { echo "$DIR"; exit 0; }
 [ "$(id -u)" -eq 0 ] || { echo "systemd-rootfs: needs root to debootstrap" >&2; exit 0; }
+
+# The first Debian archive URI apt uses here. Files that do not exist are
+# skipped, so a machine with only deb822 sources (no sources.list) works,
+# and no match at all is an empty answer, not an error.
+debian_mirror() {
+  local files=()
+  [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
+  [ -d /etc/apt/sources.list.d ] && files+=(/etc/apt/sources.list.d)
+  [ ${#files[@]} -gt 0 ] || return 0
+  { grep -rhv '^[[:space:]]*#' "${files[@]}" 2>/dev/null || true; } |
+    { grep -oE 'https?://[^ ]*/debian/?( |$)' || true; } | head -n 1 | tr -d ' '
+}
 command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
 command -v systemd-nspawn >/dev/null 2>&1 || apt_install systemd-container
-mirror="${DEBIAN_MIRROR:-$(grep -rhoE 'https?://[^ ]*debian/?$|https?://deb\.debian\.org/debian' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null | head -1)}"
+mirror="${DEBIAN_MIRROR:-$(debian_mirror)}"
 mirror="${mirror:-http://deb.debian.org/debian}"
 tmp="$DIR.tmp"
 rm -rf "$tmp"

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and the integration tests that start
 # the real binary on 127.0.0.1 and talk gRPC over TLS to it. One profile
-# (release), so gRPC core is built once. Builds the OpenSSL FIPS provider the
-# FIPS tests use on first run (scripts/fips-provider.sh, cached), and the
-# Debian 12 root file system the systemd tests boot (scripts/systemd-rootfs.sh,
-# cached).
+# (release, so gRPC core is built once), with our own crate built with debug
+# assertions and overflow checks on (a per-package setting: only our crate is
+# rebuilt for it, and the shipped build stays as it is). Installs what the
+# tests use: Python's h2, Go, kubernetes-validate; builds the OpenSSL FIPS
+# provider the FIPS tests use (scripts/fips-provider.sh, cached) and the
+# Debian 12 root file system the systemd tests boot
+# (scripts/systemd-rootfs.sh, cached).
+#
+# Tests that need what a machine may lack (root for namespaces and
+# systemd-nspawn, Talos's config validator) are marked ignored, with the
+# reason; they run here (--include-ignored) when everything they need is
+# there, and cargo lists them as ignored otherwise. Under CI
+# (TALOS_CSR_SIGNER_CI=1) a missing prerequisite is a failure.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -16,11 +25,36 @@ python3 -c 'import h2' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check "h2==4.1.0"
 # The Go compatibility tests use Go's crypto/tls and crypto/x509 (Talos's stack).
 command -v go >/dev/null 2>&1 || apt_install golang-go
+ensure_kubernetes_validate
 # The FIPS tests run on a real FIPS provider, built once and cached.
 TALOS_FIPS_DIR="$(scripts/fips-provider.sh)"
 export TALOS_FIPS_DIR
 # The systemd tests boot Debian 12 with systemd-nspawn; its root file system
-# is made once and cached (empty where it cannot be made: the test says why).
+# is made once and cached (empty where it cannot be made).
 TALOS_SYSTEMD_ROOTFS="$(scripts/systemd-rootfs.sh)"
 export TALOS_SYSTEMD_ROOTFS
-exec cargo test --release "$@"
+
+missing=()
+[ "$(id -u)" -eq 0 ] || missing+=("root")
+[ -n "$TALOS_SYSTEMD_ROOTFS" ] || missing+=("a Debian 12 root file system (scripts/systemd-rootfs.sh)")
+validator="${TALOS_CONFIG_VALIDATE:-$ROOT/../shared/tools/talos-config-validate/talos-config-validate}"
+[ -x "$validator" ] || missing+=("Talos's config validator (TALOS_CONFIG_VALIDATE)")
+ignored=()
+if [ ${#missing[@]} -eq 0 ]; then
+  ignored=(--include-ignored)
+elif [ -n "${TALOS_CSR_SIGNER_CI:-}" ]; then
+  die "CI runs every test, but this machine lacks: ${missing[*]}"
+else
+  echo "test: the tests marked ignored do not run here; missing: ${missing[*]}" >&2
+fi
+
+# Arguments before a `--` go to cargo, after it to the test binaries.
+cargo_args=() test_args=() after=
+for a in "$@"; do
+  if [ -z "$after" ] && [ "$a" = "--" ]; then after=1; continue; fi
+  if [ -z "$after" ]; then cargo_args+=("$a"); else test_args+=("$a"); fi
+done
+cargo test --release --features loadgen \
+  --config 'profile.release.package.talos-csr-signer.debug-assertions=true' \
+  --config 'profile.release.package.talos-csr-signer.overflow-checks=true' \
+  "${cargo_args[@]}" -- "${ignored[@]}" "${test_args[@]}"

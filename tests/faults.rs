@@ -122,7 +122,7 @@ fn sigkill_mid_load_then_restart() {
 
 #[test]
 fn thousands_of_idle_and_slow_connections_do_not_delay_a_worker() {
-    talos_csr_signer::ops::limits::raise_open_files_limit();
+    talos_csr_signer::server::limits::raise_open_files_limit();
     let setup = Setup::new(KeyType::Ed25519);
     let server = setup.start();
     let addr = server.addr.to_string();
@@ -146,11 +146,12 @@ fn thousands_of_idle_and_slow_connections_do_not_delay_a_worker() {
     let opened = t0.elapsed();
     // …and 100 that send their handshake one byte a second.
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
     let slow: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
     let dribbler = {
-        let stop = stop.clone();
+        let (stop, sent) = (stop.clone(), sent.clone());
         let mut slow = slow;
         thread::spawn(move || {
             let hello = [
@@ -163,11 +164,18 @@ fn thousands_of_idle_and_slow_connections_do_not_delay_a_worker() {
                 for s in &mut slow {
                     let _ = s.write_all(&[byte]);
                 }
+                sent.fetch_add(1, Ordering::Relaxed);
                 thread::sleep(Duration::from_secs(1));
             }
         })
     };
-    thread::sleep(Duration::from_millis(1500));
+    // The slow clients are mid-handshake (two bytes each sent) when the
+    // worker comes.
+    wait_until(
+        Duration::from_secs(10),
+        "two bytes from every slow client",
+        || sent.load(Ordering::Relaxed) >= 2,
+    );
     // A worker: a new TLS connection and one call, as Talos does it.
     let started = Instant::now();
     let resp = call(&client(&addr, &setup.ca.cert_pem()), &csr());

@@ -27,16 +27,19 @@ use openssl::x509::extension::{
 use openssl::x509::{X509Builder, X509Name, X509};
 use talos_csr_signer::pki::keys::KeyType;
 
-/// Whether this process may make mount and network namespaces.
-fn namespaces_or_skip(test: &str) -> bool {
+/// These tests need root for mount and network namespaces (`unshare`).
+const NEEDS_ROOT: &str = "needs root for mount and network namespaces";
+
+/// Fails the test, saying why, unless this process may make mount and
+/// network namespaces.
+fn require_namespaces(test: &str) {
     let ok = Command::new("unshare")
         .args(["--mount", "--net", "true"])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        skip_outside_ci(test, "needs root for unshare --mount --net");
+        cannot_run(test, NEEDS_ROOT);
     }
-    ok
 }
 
 /// One pod: an overlay over /etc holding its Secret volumes, and the signer
@@ -278,10 +281,9 @@ const GO_SERVING_DNS: &[&str] = &[
 /// label) at /etc/talos-ca; no arguments; the signer makes its own serving
 /// certificate.
 #[test]
+#[ignore = "needs root (mount and network namespaces); scripts/test.sh runs it as root"]
 fn go_first_version_manifest_as_is() {
-    if !namespaces_or_skip("go_first_version_manifest_as_is") {
-        return;
-    }
+    require_namespaces("go_first_version_manifest_as_is");
     let ca = Ca::new(KeyType::Ed25519);
     let mut pod = Pod::new();
     pod.secret_volume(
@@ -313,10 +315,9 @@ fn go_first_version_manifest_as_is() {
 /// The same image with nothing set but the token: the first version's
 /// default paths.
 #[test]
+#[ignore = "needs root (mount and network namespaces); scripts/test.sh runs it as root"]
 fn go_first_version_defaults_with_only_the_token() {
-    if !namespaces_or_skip("go_first_version_defaults_with_only_the_token") {
-        return;
-    }
+    require_namespaces("go_first_version_defaults_with_only_the_token");
     let ca = Ca::new(KeyType::Ed25519);
     let mut pod = Pod::new();
     pod.secret_volume(
@@ -339,10 +340,9 @@ fn go_first_version_defaults_with_only_the_token() {
 /// ca.crt; DNS SANs and 127.0.0.1) at /etc/talos-server-crt. A worker dialling
 /// the IP and one dialling a name (SNI) are both served.
 #[test]
+#[ignore = "needs root (mount and network namespaces); scripts/test.sh runs it as root"]
 fn go_current_manifest_with_cert_manager_secrets_as_is() {
-    if !namespaces_or_skip("go_current_manifest_with_cert_manager_secrets_as_is") {
-        return;
-    }
+    require_namespaces("go_current_manifest_with_cert_manager_secrets_as_is");
     let ca = Ca::new(KeyType::Ed25519);
     let (serving, serving_key) = cert_manager_cert(
         &ca.cert,
@@ -409,10 +409,9 @@ fn cert_manager_dns_only_pod() -> (Ca, Pod) {
 /// The Go signer's flags, in both of cobra's spellings, with its default
 /// paths: --talos-token works and warns, and the token stays out of the log.
 #[test]
+#[ignore = "needs root (mount and network namespaces); scripts/test.sh runs it as root"]
 fn go_current_flags_as_is() {
-    if !namespaces_or_skip("go_current_flags_as_is") {
-        return;
-    }
+    require_namespaces("go_current_flags_as_is");
     let (ca, mut pod) = cert_manager_dns_only_pod();
     let token_flag = format!("--talos-token={TOKEN}");
     pod.start(
@@ -447,10 +446,9 @@ fn go_current_flags_as_is() {
 /// Go workers accept an Ed25519 serving key (gRPC core clients do not, which
 /// is why the generated one is P-256), so only the Go worker dials here.
 #[test]
+#[ignore = "needs root (mount and network namespaces); scripts/test.sh runs it as root"]
 fn cert_manager_ed25519_serving_cert_with_chain() {
-    if !namespaces_or_skip("cert_manager_ed25519_serving_cert_with_chain") {
-        return;
-    }
+    require_namespaces("cert_manager_ed25519_serving_cert_with_chain");
     let ca = Ca::new(KeyType::Ed25519);
     let inter = intermediate(&ca);
     let (serving, serving_key) = cert_manager_cert(
@@ -484,10 +482,9 @@ fn cert_manager_ed25519_serving_cert_with_chain() {
 /// A worker pointed at a name the cert-manager certificate does not carry is
 /// refused by Go's TLS: the check above can fail.
 #[test]
+#[ignore = "needs root (mount and network namespaces); scripts/test.sh runs it as root"]
 fn a_name_missing_from_the_serving_cert_fails_the_go_worker() {
-    if !namespaces_or_skip("a_name_missing_from_the_serving_cert_fails_the_go_worker") {
-        return;
-    }
+    require_namespaces("a_name_missing_from_the_serving_cert_fails_the_go_worker");
     let (ca, mut pod) = cert_manager_dns_only_pod();
     pod.start(&[], &[("TALOS_TOKEN", TOKEN)]);
     let worker = worker_files(&ca);

@@ -94,7 +94,7 @@ fn csr_raw(
 /// changed after signing).
 fn ec_point_off_curve() -> Vec<u8> {
     let key = KeyType::EcP256.generate().unwrap();
-    let csr = talos_csr_signer::client::build_csr(&key, KeyType::EcP256, "w", &[]).unwrap();
+    let csr = talos_csr_signer::pki::csr::build(&key, KeyType::EcP256, "w", &[]).unwrap();
     let mut der = X509Req::from_pem(&csr).unwrap().to_der().unwrap();
     let ec = key.ec_key().unwrap();
     let mut ctx = openssl::bn::BigNumContext::new().unwrap();
@@ -148,6 +148,77 @@ fn general_name(tag: u8, value: &[u8]) -> Vec<u8> {
     push_len(&mut out, value.len());
     out.extend(value);
     out
+}
+
+/// A DER element.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    push_len(&mut out, content.len());
+    out.extend(content);
+    out
+}
+
+/// SubjectPublicKeyInfo from its parts: the algorithm OID's content octets,
+/// raw parameter elements, the unused-bits octet and the key octets.
+fn spki(oid: &[u8], params: &[u8], unused: u8, key: &[u8]) -> Vec<u8> {
+    let algorithm = tlv(0x30, &[tlv(0x06, oid), params.to_vec()].concat());
+    tlv(
+        0x30,
+        &[algorithm, tlv(0x03, &[&[unused][..], key].concat())].concat(),
+    )
+}
+
+/// A CSR around `spki` (CN=w, no attributes) with a signature of zeros: the
+/// key is checked before any signature is, so a malformed key is refused for
+/// what it is.
+fn csr_with_spki(spki: Vec<u8>) -> Vec<u8> {
+    let cn = tlv(
+        0x30,
+        &tlv(
+            0x31,
+            &tlv(0x30, &[tlv(0x06, &[0x55, 4, 3]), tlv(0x0c, b"w")].concat()),
+        ),
+    );
+    let info = tlv(
+        0x30,
+        &[vec![0x02, 0x01, 0x00], cn, spki, vec![0xa0, 0x00]].concat(),
+    );
+    let alg = tlv(0x30, &tlv(0x06, &[0x2b, 0x65, 0x70]));
+    let sig = tlv(0x03, &[0u8; 65]);
+    pem(
+        &tlv(0x30, &[info, alg, sig].concat()),
+        "CERTIFICATE REQUEST",
+    )
+}
+
+const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// A signed P-256 CSR whose key is encoded with explicit curve parameters,
+/// as `openssl ecparam -name prime256v1 -param_enc explicit -genkey` makes it.
+fn explicit_curve_csr() -> Vec<u8> {
+    let mut group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    group.set_asn1_flag(openssl::ec::Asn1Flag::EXPLICIT_CURVE);
+    let ec = EcKey::generate(&group).unwrap();
+    let key = PKey::from_ec_key(ec).unwrap();
+    let csr = csr_raw(
+        &key,
+        MessageDigest::sha256(),
+        None,
+        Some(general_name(0x82, b"w")),
+    );
+    let der = X509Req::from_pem(&csr).unwrap().to_der().unwrap();
+    // The curve's prime, only present when the parameters are explicit.
+    let prime = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert!(
+        der.windows(12).any(|w| w == prime),
+        "the key has explicit parameters"
+    );
+    csr
 }
 
 fn with_key(key: PKey<Private>, md: MessageDigest) -> Vec<u8> {
@@ -380,7 +451,7 @@ fn hostile_input_matrix() {
     csr_row(
         "ECDSA key off its curve",
         ec_point_off_curve(),
-        Status(C::INVALID_ARGUMENT, "CSR public key does not decode"),
+        Status(C::INVALID_ARGUMENT, "not a point on the curve"),
     );
     csr_row(
         "10 000 SANs",
@@ -415,7 +486,7 @@ fn hostile_input_matrix() {
             None,
             Some(general_name(0x82, b"n\xffde")),
         ),
-        Status(C::INVALID_ARGUMENT, "not a valid host name"),
+        Status(C::INVALID_ARGUMENT, "is not a host name"),
     );
     csr_row(
         "NUL in a DNS SAN",
@@ -425,7 +496,7 @@ fn hostile_input_matrix() {
             None,
             Some(general_name(0x82, b"good.example\0.evil")),
         ),
-        Status(C::INVALID_ARGUMENT, "not a valid host name"),
+        Status(C::INVALID_ARGUMENT, "is not a host name"),
     );
     csr_row(
         "IP SAN of 5 bytes",
@@ -473,6 +544,180 @@ fn hostile_input_matrix() {
             MessageDigest::sha256(),
         ),
         Status(C::INVALID_ARGUMENT, "RSA-1024"),
+    );
+    // Keys: empty and short keys of every algorithm, unused-bits tricks,
+    // compressed and explicit-curve EC keys. Checked before the signature.
+    let ed_raw = ed.raw_public_key().unwrap();
+    let p256 = KeyType::EcP256.generate().unwrap();
+    let p256_point = {
+        let ec = p256.ec_key().unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let form = openssl::ec::PointConversionForm::UNCOMPRESSED;
+        ec.public_key()
+            .to_bytes(ec.group(), form, &mut ctx)
+            .unwrap()
+    };
+    let compressed = {
+        let ec = p256.ec_key().unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let form = openssl::ec::PointConversionForm::COMPRESSED;
+        ec.public_key()
+            .to_bytes(ec.group(), form, &mut ctx)
+            .unwrap()
+    };
+    for (name, spki, text) in [
+        (
+            "empty Ed25519 key",
+            spki(ED25519, &[], 0, &[]),
+            "Ed25519 key is 0 bytes",
+        ),
+        (
+            "Ed25519 key of 31 bytes",
+            spki(ED25519, &[], 0, &ed_raw[..31]),
+            "Ed25519 key is 31 bytes",
+        ),
+        (
+            "Ed25519 key with 3 unused bits",
+            spki(ED25519, &[], 3, &ed_raw),
+            "3 unused bits",
+        ),
+        (
+            "empty P-256 key",
+            spki(EC, P256, 0, &[]),
+            "not an uncompressed point",
+        ),
+        (
+            "P-256 key of 64 bytes",
+            spki(EC, P256, 0, &p256_point[..64]),
+            "not an uncompressed point",
+        ),
+        (
+            "compressed P-256 key",
+            spki(EC, P256, 0, &compressed),
+            "not an uncompressed point",
+        ),
+        (
+            "P-256 point at infinity",
+            spki(EC, P256, 0, &[0]),
+            "not an uncompressed point",
+        ),
+        (
+            "EC key naming no curve",
+            spki(EC, &[], 0, &p256_point),
+            "names no curve",
+        ),
+        (
+            "empty RSA key",
+            spki(RSA, &[0x05, 0x00], 0, &[]),
+            "not an RSAPublicKey",
+        ),
+        (
+            "RSA key of one byte",
+            spki(RSA, &[0x05, 0x00], 0, &[0x30]),
+            "not an RSAPublicKey",
+        ),
+        (
+            "RSA key without NULL parameters",
+            spki(RSA, &[], 0, &[0x30, 0x00]),
+            "not NULL",
+        ),
+        (
+            "empty BIT STRING",
+            {
+                let algorithm = tlv(0x30, &tlv(0x06, ED25519));
+                tlv(0x30, &[algorithm, vec![0x03, 0x00]].concat())
+            },
+            "not well-formed DER",
+        ),
+    ] {
+        csr_row(
+            Box::leak(name.to_string().into_boxed_str()),
+            csr_with_spki(spki),
+            Status(C::INVALID_ARGUMENT, text),
+        );
+    }
+    csr_row(
+        "explicit EC curve parameters",
+        explicit_curve_csr(),
+        Status(C::INVALID_ARGUMENT, "ECDSA with explicit curve parameters"),
+    );
+    // Every GeneralName type that is not a DNS or IP SAN is refused, not
+    // dropped; every wildcard is refused.
+    let directory_name = tlv(
+        0x30,
+        &tlv(
+            0x31,
+            &tlv(0x30, &[tlv(0x06, &[0x55, 4, 3]), tlv(0x0c, b"xx")].concat()),
+        ),
+    );
+    for (name, gn, text) in [
+        (
+            "otherName SAN",
+            tlv(
+                0xa0,
+                &[tlv(0x06, &[0x2a, 3, 4]), tlv(0xa0, &tlv(0x0c, b"a"))].concat(),
+            ),
+            "otherName SAN",
+        ),
+        (
+            "email SAN",
+            tlv(0x81, b"a@b.example"),
+            "email (rfc822Name) SAN \"a@b.example\"",
+        ),
+        ("x400Address SAN", tlv(0xa3, &[]), "x400Address SAN"),
+        (
+            "directoryName SAN",
+            tlv(0xa4, &directory_name),
+            "directoryName SAN",
+        ),
+        (
+            "ediPartyName SAN",
+            tlv(0xa5, &tlv(0xa1, &tlv(0x0c, b"xx"))),
+            "ediPartyName SAN",
+        ),
+        (
+            "URI SAN",
+            tlv(0x86, b"spiffe://cluster/node"),
+            "URI SAN \"spiffe://cluster/node\"",
+        ),
+        (
+            "registeredID SAN",
+            tlv(0x88, &[0x2a, 3, 4]),
+            "registeredID SAN",
+        ),
+        ("wildcard DNS SAN *", tlv(0x82, b"*"), "is a wildcard"),
+        (
+            "wildcard DNS SAN *.nodes.example",
+            tlv(0x82, b"*.nodes.example"),
+            "is a wildcard",
+        ),
+        (
+            "wildcard in an inner label",
+            tlv(0x82, b"a.*.example"),
+            "is a wildcard",
+        ),
+        (
+            "DNS SAN spelled as an IP",
+            tlv(0x82, b"10.0.0.1"),
+            "looks like an IP address",
+        ),
+        (
+            "DNS SAN with an empty label",
+            tlv(0x82, b"a..example"),
+            "empty label",
+        ),
+        ("unspecified IP SAN", tlv(0x87, &[0, 0, 0, 0]), "not a host"),
+    ] {
+        csr_row(
+            Box::leak(name.to_string().into_boxed_str()),
+            csr_raw(&ed, MessageDigest::null(), None, Some(gn)),
+            Status(C::INVALID_ARGUMENT, text),
+        );
+    }
+    csr_row(
+        "wildcard CN",
+        csr_raw(&ed, MessageDigest::null(), Some(b"*.nodes.example"), None),
+        Status(C::INVALID_ARGUMENT, "CN \"*.nodes.example\" is a wildcard"),
     );
     csr_row(
         "message over the 64 KiB cap",
@@ -663,14 +908,14 @@ fn hostile_input_matrix() {
         ));
     }
 
-    assert!(rows.len() >= 30, "{} rows", rows.len());
+    assert!(rows.len() >= 60, "{} rows", rows.len());
     let good_client = server.client(&trust);
     let mut failures = Vec::new();
     for (name, run, expect) in &rows {
         let result = run();
         let verdict = match (expect, &result) {
             (Status(code, text), Err(got)) => {
-                let ok = got.starts_with(&format!("{code:?}")) && got.contains(text);
+                let ok = got.starts_with(&format!("{code:?} ")) && got.contains(text);
                 if ok {
                     Ok(())
                 } else {
@@ -702,7 +947,35 @@ fn hostile_input_matrix() {
         rows.len() - failures.len()
     );
     assert!(failures.is_empty(), "{failures:#?}");
+    // Every refusal decided by the signer left an audit record with its code
+    // and its reason (transport refusals never reach it).
     server.wait_log("code=OK");
+    let records = audit_records(&server);
+    let mut audited = 0;
+    for (name, _, expect) in &rows {
+        let Status(code, text) = expect else { continue };
+        let decided = [
+            C::INVALID_ARGUMENT,
+            C::PERMISSION_DENIED,
+            C::UNAUTHENTICATED,
+        ];
+        if !decided.contains(code) {
+            continue;
+        }
+        // RpcStatusCode's Debug is "3-INVALID_ARGUMENT".
+        let code_name = format!("{code:?}");
+        let code_name = code_name
+            .split_once('-')
+            .map_or(code_name.as_str(), |(_, n)| n);
+        let found = records.iter().any(|r| {
+            r["outcome"] == "refused"
+                && r["code"] == code_name
+                && r["reason"].as_str().is_some_and(|t| t.contains(text))
+        });
+        assert!(found, "no audit record for {name} ({code_name} {text:?})");
+        audited += 1;
+    }
+    println!("hostile matrix: {audited} refusals, each with its audit record");
     assert!(!server.log().contains(TOKEN), "token in the log");
 }
 

@@ -319,10 +319,10 @@ fn health_turns_not_serving_when_the_ca_expires() {
     // A connection made while the CA was valid…
     let signer = server.client(&setup.ca.cert_pem());
     call(&signer, &csr()).expect("signs while the CA is valid");
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        health_check(&plain, "").unwrap(),
-        ServingStatus::NOT_SERVING
+    wait_until(
+        Duration::from_secs(30),
+        "health NOT_SERVING once the CA expired",
+        || health_check(&plain, "").unwrap() == ServingStatus::NOT_SERVING,
     );
     // …gets a precise refusal once it has expired (new TLS connections fail
     // verification, as the serving certificate cannot outlive the CA).

@@ -70,7 +70,30 @@ fn allowed_ip_and_dns_sans() {
         RpcStatusCode::PERMISSION_DENIED,
         "nodes.example",
     );
+    // `*.suffix` allows names below the suffix, never a wildcard certificate
+    // covering them all.
+    for wildcard in ["*.nodes.example", "*", "a.*.nodes.example"] {
+        expect_status(
+            call(&client, &worker_csr(&["10.5.0.7"], &[wildcard])),
+            RpcStatusCode::INVALID_ARGUMENT,
+            "is a wildcard",
+        );
+    }
     call(&client, &ok).expect("still serving");
+
+    // A pattern that is not `*.` and a host name stops startup, naming it.
+    for bad in ["*", "*.*.nodes.example", "a.*.example"] {
+        let mut args = setup.args.clone();
+        args.extend(["--allowed-dns-sans".to_string(), bad.to_string()]);
+        let (status, _, err) = run_binary(&args, &[], Duration::from_secs(20));
+        assert_eq!(status.code(), Some(78), "{bad}: {err}");
+        assert!(
+            err.contains("ALLOWED_DNS_SANS: ")
+                && err.contains("is not a DNS name or *.suffix pattern"),
+            "{bad}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 
     // The same rules from the environment.
     let mut env_setup = Setup::with_ca(Ca {
@@ -466,7 +489,7 @@ fn idle_and_half_open_connections_do_not_starve_a_worker() {
     let server = setup.start();
     // 1000 connections that never start TLS (more than a default 1024-file
     // limit allows, were it not raised).
-    talos_csr_signer::ops::limits::raise_open_files_limit();
+    talos_csr_signer::server::limits::raise_open_files_limit();
     let idle: Vec<_> = (0..1000)
         .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
         .collect();

@@ -1,7 +1,9 @@
 //! Properties of what the signer issues, over generated CSRs: whatever a CSR
 //! asks for (CA:TRUE, clientAuth, certSign, name constraints, O, odd names,
-//! hundreds of SANs), the certificate is a plain TLS server certificate for
-//! exactly the DNS/IP names asked, inside the policy's and the CA's lifetime.
+//! hundreds of SANs), it is either refused for the first rule it breaks (an
+//! independent oracle here says which) or certified as a plain TLS server
+//! certificate for exactly the DNS/IP names asked, inside the policy's and
+//! the CA's lifetime.
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -18,17 +20,18 @@ use proptest::prelude::*;
 
 mod common;
 use talos_csr_signer::pki::ca::MachineCa;
-use talos_csr_signer::pki::issue;
+use talos_csr_signer::pki::cert::self_signed_ca;
 use talos_csr_signer::pki::keys::KeyType;
 use talos_csr_signer::pki::{cert_sans, is_ca, San};
-use talos_csr_signer::policy::Policy;
+use talos_csr_signer::signer::call::{issue, Code};
+use talos_csr_signer::signer::policy::Policy;
 
 const VALIDITY: Duration = Duration::from_secs(86_400);
 
 fn ca() -> &'static (MachineCa, i64) {
     static CA: OnceLock<(MachineCa, i64)> = OnceLock::new();
     CA.get_or_init(|| {
-        let (cert, key) = talos_csr_signer::dev::self_signed_ca(KeyType::Ed25519).unwrap();
+        let (cert, key) = self_signed_ca(KeyType::Ed25519, talos_csr_signer::unix_now()).unwrap();
         let ca = MachineCa::new(
             &cert.to_pem().unwrap(),
             &key.private_key_to_pem_pkcs8().unwrap(),
@@ -216,6 +219,44 @@ fn asked_sans(spec: &Spec) -> Vec<San> {
         .collect()
 }
 
+/// The oracle: the first rule `spec` breaks, in the order the signer checks
+/// (subject, then each SAN in order, then "names nothing"), as the text its
+/// refusal must contain; `None` when it must be certified.
+fn expected_refusal(spec: &Spec) -> Option<&'static str> {
+    if spec
+        .subject
+        .iter()
+        .any(|e| matches!(e, Entry::Cn(v) if v.contains('*')))
+    {
+        return Some("is a wildcard");
+    }
+    for n in &spec.names {
+        match n {
+            Name::Uri(_) | Name::Email(_) => return Some("only DNS and IP SANs are issued"),
+            Name::Dns(d) if !host_name(d) => return Some("DNS SAN"),
+            Name::Ip(ip) if !host_ip(*ip) => return Some("not a host"),
+            _ => {}
+        }
+    }
+    names_nothing(spec).then_some("CSR names nothing")
+}
+
+/// RFC 1123 host names as the signer certifies them, written independently:
+/// labels of 1-63 letters, digits and inner hyphens, the last not all digits.
+fn host_name(d: &str) -> bool {
+    let labels: Vec<&str> = d.split('.').collect();
+    d.len() <= 253
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-'))
+        && !labels.last().unwrap().bytes().all(|b| b.is_ascii_digit())
+}
+
+fn host_ip(ip: IpAddr) -> bool {
+    let broadcast = ip == IpAddr::from([255, 255, 255, 255]);
+    !(ip.is_unspecified() || ip.is_multicast() || broadcast)
+}
+
 fn names_nothing(spec: &Spec) -> bool {
     spec.subject.iter().all(|e| matches!(e, Entry::O(_))) && asked_sans(spec).is_empty()
 }
@@ -225,46 +266,83 @@ proptest! {
 
     #[test]
     fn issued_certificates_are_plain_server_certificates(spec in spec()) {
-        let (ca, ca_not_after) = ca();
+        let (ca, _) = ca();
         let policy = Policy { max_sans: 1000, ..Policy::default() };
         let pem = build(&spec);
         let now = talos_csr_signer::unix_now();
-        let parsed = issue::parse(&policy, &pem);
-        if names_nothing(&spec) {
-            // Nothing left to certify: the only refusal these CSRs may get.
-            prop_assert!(parsed.is_err());
-            return Ok(());
+        let result = issue(ca, &policy, &pem, None, VALIDITY, now);
+        match (expected_refusal(&spec), result) {
+            (Some(text), Err(r)) => {
+                prop_assert_eq!(r.code, Code::InvalidArgument);
+                prop_assert!(r.reason.contains(text), "expected {:?}, got {:?}", text, r.reason);
+                return Ok(());
+            }
+            (Some(text), Ok(_)) => return Err(TestCaseError::fail(format!("certified; expected a refusal with {text:?}"))),
+            (None, Err(r)) => return Err(TestCaseError::fail(format!("refused: {}", r.reason))),
+            (None, Ok(issued)) => check_issued(&spec, &issued.pem, now)?,
         }
-        let csr = parsed.map_err(|e| TestCaseError::fail(format!("refused: {e}")))?;
-        let issued = issue::issue(ca, &policy, &csr, None, VALIDITY, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let cert = X509::from_pem(&issued.pem).unwrap();
+    }
+}
+
+/// Everything an issued certificate must be, whatever the CSR asked.
+fn check_issued(spec: &Spec, pem: &[u8], now: i64) -> Result<(), TestCaseError> {
+    {
+        let (ca, ca_not_after) = ca();
+        let cert = X509::from_pem(pem).unwrap();
 
         prop_assert!(!is_ca(&cert), "a CA certificate was issued");
-        prop_assert_eq!(cert.extended_key_usage(), Some(X509ExtendedKeyUsage::SSL_SERVER));
+        prop_assert_eq!(
+            cert.extended_key_usage(),
+            Some(X509ExtendedKeyUsage::SSL_SERVER)
+        );
         prop_assert_eq!(cert.key_usage(), Some(X509KeyUsage::DIGITAL_SIGNATURE));
-        prop_assert!(cert.subject_name().entries_by_nid(Nid::ORGANIZATIONNAME).next().is_none(), "O kept");
-        let kept: Vec<String> = spec.subject.iter().filter_map(|e| match e {
-            Entry::O(_) => None,
-            Entry::Cn(v) | Entry::Ou(v) | Entry::L(v) => Some(v.clone()),
-        }).collect();
-        let got: Vec<String> = cert.subject_name().entries().map(|e| String::from_utf8(e.data().as_slice().to_vec()).unwrap()).collect();
+        prop_assert!(
+            cert.subject_name()
+                .entries_by_nid(Nid::ORGANIZATIONNAME)
+                .next()
+                .is_none(),
+            "O kept"
+        );
+        let kept: Vec<String> = spec
+            .subject
+            .iter()
+            .filter_map(|e| match e {
+                Entry::O(_) => None,
+                Entry::Cn(v) | Entry::Ou(v) | Entry::L(v) => Some(v.clone()),
+            })
+            .collect();
+        let got: Vec<String> = cert
+            .subject_name()
+            .entries()
+            .map(|e| String::from_utf8(e.data().as_slice().to_vec()).unwrap())
+            .collect();
         prop_assert_eq!(got, kept);
         // Exactly our extensions: nothing the CSR asked for is copied.
-        let mut want = vec![(Nid::BASIC_CONSTRAINTS, true), (Nid::KEY_USAGE, true), (Nid::EXT_KEY_USAGE, false)];
-        if !asked_sans(&spec).is_empty() {
+        let mut want = vec![
+            (Nid::BASIC_CONSTRAINTS, true),
+            (Nid::KEY_USAGE, true),
+            (Nid::EXT_KEY_USAGE, false),
+        ];
+        if !asked_sans(spec).is_empty() {
             let empty_subject = cert.subject_name().entries().next().is_none();
             want.push((Nid::SUBJECT_ALT_NAME, empty_subject));
         }
         want.push((Nid::SUBJECT_KEY_IDENTIFIER, false));
         want.push((Nid::AUTHORITY_KEY_IDENTIFIER, false));
         prop_assert_eq!(common::extensions(&cert), want);
-        prop_assert_eq!(cert_sans(&cert), asked_sans(&spec), "SANs differ from the DNS/IP names asked");
-        common::verify_chain(&cert, std::slice::from_ref(ca.cert())).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(
+            cert_sans(&cert),
+            asked_sans(spec),
+            "SANs differ from the DNS/IP names asked"
+        );
+        common::verify_chain(&cert, std::slice::from_ref(ca.cert()))
+            .map_err(TestCaseError::fail)?;
         let nb = unix(cert.not_before());
         let na = unix(cert.not_after());
         prop_assert!(na <= now + VALIDITY.as_secs() as i64 && na <= *ca_not_after && na > now);
         prop_assert!(nb >= ca.not_before_unix() && nb <= now);
     }
+    Ok(())
 }
 
 fn unix(t: &openssl::asn1::Asn1TimeRef) -> i64 {

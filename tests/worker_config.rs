@@ -88,14 +88,13 @@ fn b64_field(y: &Yaml) -> Vec<u8> {
     base64::decode_block(y.as_str().expect("a base64 string")).unwrap()
 }
 
+const NO_VALIDATOR: &str =
+    "no talos-config-validate (TALOS_CONFIG_VALIDATE, or ../shared/tools beside the checkout)";
+
 /// Talos's validator on `file`, which must say ok (metal mode, strict).
-fn talos_validate(file: &Path) -> Option<String> {
+fn talos_validate(file: &Path) -> String {
     let Some(validator) = talos_config_validate() else {
-        skip_outside_ci(
-            "talos_validate",
-            "no talos-config-validate (../shared/tools)",
-        );
-        return None;
+        cannot_run("talos_validate", NO_VALIDATOR);
     };
     let out = Command::new(validator)
         .args(["--mode", "metal", "--strict"])
@@ -109,7 +108,7 @@ fn talos_validate(file: &Path) -> Option<String> {
         file.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(text)
+    text
 }
 
 fn kubernetes_validate(file: &Path) {
@@ -126,9 +125,9 @@ fn kubernetes_validate(file: &Path) {
             file.display(),
             output_text(&out)
         ),
-        Err(_) => skip_outside_ci(
+        Err(_) => cannot_run(
             "kubernetes_validate",
-            "no kubernetes-validate (scripts/check-deploy.sh installs it)",
+            "no kubernetes-validate (scripts/test.sh installs it)",
         ),
     }
 }
@@ -138,6 +137,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 #[test]
+#[ignore = "needs Talos's machine-config validator; scripts/test.sh runs it where there is one"]
 fn worker_yaml_is_valid_talos_and_carries_both_pkis() {
     let dir = TempDir::new("wc");
     let k8s = k8s_cluster(&dir, "https://10.10.10.101:6443", true);
@@ -252,7 +252,7 @@ fn worker_yaml_is_valid_talos_and_carries_both_pkis() {
     );
     // 24 h (--token-ttl's default) from when it ran, in the last minute.
     let expires = data("expiration");
-    let day_from = |t: i64| talos_csr_signer::ops::audit::rfc3339(t + 86_400);
+    let day_from = |t: i64| talos_csr_signer::rfc3339(t + 86_400);
     assert!(
         (now_unix() - 60..=now_unix()).any(|t| day_from(t) == expires),
         "expiration {expires}, not 24 h from now"
@@ -266,6 +266,7 @@ fn worker_yaml_is_valid_talos_and_carries_both_pkis() {
 }
 
 #[test]
+#[ignore = "needs Talos's machine-config validator; scripts/test.sh runs it where there is one"]
 fn a_signer_from_the_same_bundle_serves_the_worker_and_talosconfig_reaches_apid() {
     let dir = TempDir::new("wc-e2e");
     let k8s = k8s_cluster(&dir, "https://cp.example:6443", false);
@@ -429,13 +430,13 @@ fn broken_inputs_get_one_clear_line_and_nothing_is_overwritten() {
 /// The validator is no rubber stamp: the same worker.yaml with the CA key
 /// filled in (a worker must not hold it) is refused.
 #[test]
+#[ignore = "needs Talos's machine-config validator; scripts/test.sh runs it where there is one"]
 fn talos_validator_refuses_a_worker_holding_the_ca_key() {
     let Some(validator) = talos_config_validate() else {
-        skip_outside_ci(
+        cannot_run(
             "talos_validator_refuses_a_worker_holding_the_ca_key",
-            "no talos-config-validate",
+            NO_VALIDATOR,
         );
-        return;
     };
     let dir = TempDir::new("wc-neg");
     let k8s = k8s_cluster(&dir, "https://10.10.10.101:6443", true);

@@ -3,14 +3,16 @@
 
 use std::fmt;
 
-use openssl::asn1::{Asn1Time, Asn1TimeRef};
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::{X509KeyUsage, X509};
+use std::time::Duration;
 
-use super::ffi;
-use super::issue::FixedExtensions;
-use super::keys::{self, KeyType, MIN_RSA_BITS};
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::pkey::{PKey, PKeyRef, Private};
+use openssl::x509::{X509KeyUsage, X509NameRef, X509};
+
+use super::cert::{self, CertError, Extensions, Issuer, Profile, Signed, SubjectKey};
+use super::csr::Csr;
+use super::keys::{self, KeyType, MAX_RSA_BITS, MIN_RSA_BITS};
+use super::{ffi, openssl_reason, San};
 
 /// Why CA material was refused; the loader adds which file it came from.
 #[derive(Debug)]
@@ -44,7 +46,7 @@ pub struct MachineCa {
     bundle: Vec<X509>,
     not_before_unix: i64,
     not_after_unix: i64,
-    fixed_extensions: FixedExtensions,
+    server_extensions: Extensions,
 }
 
 impl MachineCa {
@@ -75,12 +77,9 @@ impl MachineCa {
 
         let key = keys::parse_private_key(key_pem).map_err(CaError::Key)?;
         let key_type = supported_ca_key(&key).map_err(CaError::Key)?;
-        let cert_key = cert.public_key().map_err(|e| {
-            CaError::Cert(format!(
-                "unreadable public key: {}",
-                keys::openssl_reason(&e)
-            ))
-        })?;
+        let cert_key = cert
+            .public_key()
+            .map_err(|e| CaError::Cert(format!("unreadable public key: {}", openssl_reason(&e))))?;
         if !cert_key.public_eq(&key) {
             return Err(CaError::Pair(
                 "the private key does not match the CA certificate's public key; use the key \
@@ -90,7 +89,7 @@ impl MachineCa {
         }
 
         let (bundle_pem, bundle) = build_bundle(&cert, accepted_pems)?;
-        let fixed_extensions = FixedExtensions::for_ca(&cert).map_err(|e| {
+        let server_extensions = Extensions::new(Profile::Server, Some(&cert)).map_err(|e| {
             CaError::Cert(format!(
                 "cannot build the authorityKeyIdentifier that names this CA in issued certificates ({e}); \
                  give the CA certificate a subjectKeyIdentifier"
@@ -104,8 +103,72 @@ impl MachineCa {
             bundle,
             not_before_unix,
             not_after_unix,
-            fixed_extensions,
+            server_extensions,
         })
+    }
+
+    /// This CA as the signer of a certificate.
+    pub fn issuer(&self) -> Issuer<'_> {
+        Issuer {
+            name: self.cert.subject_name(),
+            key: &self.key,
+            key_type: self.key_type,
+            not_before_unix: self.not_before_unix,
+            not_after_unix: self.not_after_unix,
+        }
+    }
+
+    /// A worker's apid certificate for a checked CSR.
+    pub fn sign_csr(&self, csr: &Csr, lifetime: Duration, now: i64) -> Result<Signed, CertError> {
+        let spec = cert::Spec {
+            subject: &csr.subject,
+            key: SubjectKey::Csr(&csr.key),
+            sans: &csr.sans,
+            lifetime,
+            now_unix: now,
+            extensions: &self.server_extensions,
+        };
+        cert::build(&self.issuer(), &spec)
+    }
+
+    /// A TLS server certificate for one of our own keys.
+    pub fn sign_server(
+        &self,
+        subject: &X509NameRef,
+        key: &PKeyRef<Private>,
+        sans: &[San],
+        lifetime: Duration,
+        now: i64,
+    ) -> Result<Signed, CertError> {
+        let spec = cert::Spec {
+            subject,
+            key: SubjectKey::Own(key),
+            sans,
+            lifetime,
+            now_unix: now,
+            extensions: &self.server_extensions,
+        };
+        cert::build(&self.issuer(), &spec)
+    }
+
+    /// A TLS client certificate (talosctl's admin certificate).
+    pub fn sign_client(
+        &self,
+        subject: &X509NameRef,
+        key: &PKeyRef<Private>,
+        lifetime: Duration,
+        now: i64,
+    ) -> Result<Signed, CertError> {
+        let extensions = Extensions::new(Profile::Client, Some(&self.cert))?;
+        let spec = cert::Spec {
+            subject,
+            key: SubjectKey::Own(key),
+            sans: &[],
+            lifetime,
+            now_unix: now,
+            extensions: &extensions,
+        };
+        cert::build(&self.issuer(), &spec)
     }
 
     pub fn cert(&self) -> &X509 {
@@ -118,15 +181,6 @@ impl MachineCa {
 
     pub fn key_type(&self) -> KeyType {
         self.key_type
-    }
-
-    pub fn digest(&self) -> MessageDigest {
-        self.key_type.signing_digest()
-    }
-
-    /// What every certificate from this CA carries besides its names and key.
-    pub fn fixed_extensions(&self) -> &FixedExtensions {
-        &self.fixed_extensions
     }
 
     /// The `ca` field of every response.
@@ -189,8 +243,8 @@ fn check_is_ca(cert: &X509) -> Result<(), String> {
 
 fn supported_ca_key(key: &PKey<Private>) -> Result<KeyType, String> {
     match KeyType::of(key) {
-        Some(KeyType::Rsa(bits)) if bits < MIN_RSA_BITS => Err(format!(
-            "holds an RSA-{bits} key; machine CA keys must be at least RSA-{MIN_RSA_BITS}"
+        Some(KeyType::Rsa(bits)) if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) => Err(format!(
+            "holds an RSA-{bits} key; machine CA keys must be RSA-{MIN_RSA_BITS} to RSA-{MAX_RSA_BITS}"
         )),
         Some(t) => Ok(t),
         None => Err(format!(
@@ -237,7 +291,7 @@ fn same_cert(a: &X509, b: &X509) -> bool {
 }
 
 fn append_pem(out: &mut Vec<u8>, cert: &X509) -> Result<(), String> {
-    let pem = cert.to_pem().map_err(|e| keys::openssl_reason(&e))?;
+    let pem = cert.to_pem().map_err(|e| openssl_reason(&e))?;
     out.extend_from_slice(&pem);
     if !pem.ends_with(b"\n") {
         out.push(b'\n');

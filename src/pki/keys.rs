@@ -9,12 +9,15 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
-use openssl::x509::{X509ReqRef, X509};
+use openssl::x509::X509;
 
-use super::ffi::{self, Params, SpkiParts};
+use super::{der, ffi};
 
 /// Smallest RSA modulus we accept anywhere: below this a key is breakable.
 pub const MIN_RSA_BITS: u32 = 2048;
+/// Largest RSA modulus we accept anywhere: Talos makes 4096-bit keys at most,
+/// and a bigger one only makes every verification slower.
+pub const MAX_RSA_BITS: u32 = 8192;
 
 /// The key algorithms Talos machine CAs and workers use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +144,7 @@ pub fn parse_private_key(pem: &[u8]) -> Result<PKey<Private>, String> {
     }
     // An explicit empty passphrase: OpenSSL must never prompt on a terminal.
     PKey::private_key_from_pem_passphrase(pem, b"")
-        .map_err(|e| format!("is not a valid {label} PEM: {}", openssl_reason(&e)))
+        .map_err(|e| format!("is not a valid {label} PEM: {}", super::openssl_reason(&e)))
 }
 
 /// Parses every `CERTIFICATE` block of a PEM file.
@@ -151,7 +154,7 @@ pub fn parse_certificates(pem: &[u8]) -> Result<Vec<X509>, String> {
         Ok(_) => Err("holds no CERTIFICATE PEM block".to_string()),
         Err(e) => Err(format!(
             "is not a valid CERTIFICATE PEM: {}",
-            openssl_reason(&e)
+            super::openssl_reason(&e)
         )),
     }
 }
@@ -185,56 +188,231 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The most specific reason OpenSSL gave, without the error-stack noise.
-pub fn openssl_reason(e: &ErrorStack) -> String {
-    e.errors()
-        .last()
-        .and_then(|err| err.reason().map(str::to_string))
-        .unwrap_or_else(|| "malformed data".to_string())
-}
+/// The ECDSA curves of `KeyType`: its variant, OpenSSL's NID, the curve OID's
+/// content octets, and the size of a coordinate in octets.
+const EC_CURVES: [(KeyType, Nid, &[u8], usize); 3] = [
+    (
+        KeyType::EcP256,
+        Nid::X9_62_PRIME256V1,
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+        32,
+    ),
+    (
+        KeyType::EcP384,
+        Nid::SECP384R1,
+        &[0x2b, 0x81, 0x04, 0x00, 0x22],
+        48,
+    ),
+    (
+        KeyType::EcP521,
+        Nid::SECP521R1,
+        &[0x2b, 0x81, 0x04, 0x00, 0x23],
+        66,
+    ),
+];
 
-/// The curves of `KeyType`'s ECDSA variants.
-const EC_CURVES: [Nid; 3] = [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1];
+/// Algorithm OIDs (content octets) of the keys we certify.
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
 /// An EC key's curve. By name first: `PKey::ec_key` on a provider's key
 /// (as CSR keys are) makes a legacy copy that builds the curve again.
 fn ec_curve<T: HasPublic>(key: &PKeyRef<T>) -> Option<Nid> {
     match ffi::ec_group_name(key) {
         Some(name) => EC_CURVES
-            .into_iter()
+            .iter()
+            .map(|c| c.1)
             .find(|n| n.short_name().is_ok_and(|s| s == name))
             .or(Some(Nid::UNDEF)),
         None => key.ec_key().ok()?.group().curve_name(),
     }
 }
 
-/// A CSR's public key (the CSR must come from `ffi::csr_from_pem`). The key
-/// types workers use are built straight from the SubjectPublicKeyInfo's bits;
-/// any other form goes through OpenSSL's decoder as `X509Req::public_key`
-/// would, so it is accepted or refused exactly as before.
-pub fn csr_public_key(req: &X509ReqRef) -> Result<PKey<Public>, ErrorStack> {
-    if let Some(key) = key_from_parts(&ffi::csr_spki_parts(req)?) {
-        return Ok(key);
-    }
-    PKey::public_key_from_der(&ffi::csr_spki_der(req)?)
+/// A CSR's public key, checked: its type, OpenSSL's key (to verify the CSR's
+/// signature with), and the SubjectPublicKeyInfo the certificate carries
+/// byte for byte.
+pub struct CsrKey {
+    pub key_type: KeyType,
+    pub key: PKey<Public>,
+    pub spki: ffi::Spki,
+    pub bits: Vec<u8>,
 }
 
-/// Ed25519 without parameters, RSA with NULL parameters, ECDSA on a named
-/// curve we support; `None` for anything else or anything that does not build.
-fn key_from_parts(p: &SpkiParts<'_>) -> Option<PKey<Public>> {
-    let built = match (p.algorithm, p.params) {
-        (a, Params::Absent) if a.as_raw() == openssl_sys::NID_ED25519 => {
-            PKey::public_key_from_raw_bytes(p.bits, Id::ED25519)
-        }
-        (Nid::RSAENCRYPTION, Params::Null) => {
-            Rsa::public_key_from_der_pkcs1(p.bits).and_then(PKey::from_rsa)
-        }
-        (Nid::X9_62_ID_ECPUBLICKEY, Params::Object(curve)) => {
-            ffi::ec_public_key(curve_parameters(curve)?, p.bits)
-        }
-        _ => return None,
+/// Why a CSR's key is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CsrKeyError {
+    /// An algorithm, curve or form we never certify; the text names it.
+    Unsupported(String),
+    /// Not a well-formed key; the text says what is wrong.
+    Malformed(String),
+}
+
+/// Checks a CSR's SubjectPublicKeyInfo (DER, as sent) and builds its key.
+/// Only the forms Talos workers (Go's crypto/x509) send are accepted, each
+/// as its RFC writes it: Ed25519 without parameters and 32 octets (RFC
+/// 8410), ECDSA on a named curve with an uncompressed point on that curve
+/// (RFC 5480; Go's x509 cannot read compressed points, so a certificate with
+/// one would break talosctl), RSA with NULL parameters and an RSAPublicKey
+/// (RFC 3279) whose exponent Go accepts. Keys are built from these octets
+/// directly: OpenSSL 3.0's decoder costs a million instructions per CSR.
+pub fn csr_key(spki_der: &[u8]) -> Result<CsrKey, CsrKeyError> {
+    use CsrKeyError::Malformed;
+    let parts = der::spki_parts(spki_der)
+        .ok_or_else(|| Malformed("its SubjectPublicKeyInfo is not well-formed DER".into()))?;
+    // Every key we certify is whole octets; unused bits could only smuggle
+    // a second reading of the same BIT STRING.
+    if parts.unused_bits != 0 {
+        return Err(Malformed(format!(
+            "its subjectPublicKey BIT STRING has {} unused bits; a key is whole octets",
+            parts.unused_bits
+        )));
+    }
+    match parts.algorithm {
+        OID_ED25519 => ed25519_key(&parts),
+        OID_EC_PUBLIC_KEY => ec_key(&parts),
+        OID_RSA => rsa_key(&parts),
+        other => Err(CsrKeyError::Unsupported(algorithm_name(other))),
+    }
+}
+
+fn ed25519_key(p: &der::Spki<'_>) -> Result<CsrKey, CsrKeyError> {
+    use CsrKeyError::Malformed;
+    if p.params.is_some() {
+        return Err(Malformed(
+            "its Ed25519 AlgorithmIdentifier has parameters (RFC 8410 forbids them)".into(),
+        ));
+    }
+    if p.key.len() != 32 {
+        return Err(Malformed(format!(
+            "its Ed25519 key is {} bytes; an Ed25519 key is 32",
+            p.key.len()
+        )));
+    }
+    let key = PKey::public_key_from_raw_bytes(p.key, Id::ED25519).map_err(|e| {
+        Malformed(format!(
+            "its Ed25519 key does not load: {}",
+            super::openssl_reason(&e)
+        ))
+    })?;
+    Ok(CsrKey {
+        key_type: KeyType::Ed25519,
+        key,
+        spki: ffi::Spki {
+            algorithm: Nid::from_raw(openssl_sys::NID_ED25519),
+            params: ffi::SpkiParams::Absent,
+        },
+        bits: p.key.to_vec(),
+    })
+}
+
+fn ec_key(p: &der::Spki<'_>) -> Result<CsrKey, CsrKeyError> {
+    use CsrKeyError::{Malformed, Unsupported};
+    let curve_oid =
+        match p.params {
+            Some(der::Element {
+                tag: der::OID,
+                content,
+            }) => content,
+            Some(der::Element {
+                tag: der::SEQUENCE, ..
+            }) => return Err(Unsupported(
+                "ECDSA with explicit curve parameters (use a named curve: P-256, P-384 or P-521)"
+                    .into(),
+            )),
+            _ => return Err(Malformed("its ECDSA key names no curve".into())),
+        };
+    let Some(&(key_type, nid, _, size)) = EC_CURVES.iter().find(|c| c.2 == curve_oid) else {
+        return Err(Unsupported(format!("ECDSA {}", oid_name(curve_oid))));
     };
-    built.ok()
+    if p.key.len() != 1 + 2 * size || p.key[0] != 0x04 {
+        return Err(Malformed(format!(
+            "its {key_type} key is not an uncompressed point ({} bytes starting with 04)",
+            1 + 2 * size
+        )));
+    }
+    let params = curve_parameters(nid)
+        .ok_or_else(|| Malformed(format!("{key_type} is not available in this OpenSSL")))?;
+    let key = ffi::ec_public_key(params, p.key)
+        .ok_or_else(|| Malformed(format!("its {key_type} key is not a point on the curve")))?;
+    Ok(CsrKey {
+        key_type,
+        key,
+        spki: ffi::Spki {
+            algorithm: Nid::X9_62_ID_ECPUBLICKEY,
+            params: ffi::SpkiParams::Curve(nid),
+        },
+        bits: p.key.to_vec(),
+    })
+}
+
+fn rsa_key(p: &der::Spki<'_>) -> Result<CsrKey, CsrKeyError> {
+    use CsrKeyError::Malformed;
+    if p.params
+        != Some(der::Element {
+            tag: 0x05,
+            content: &[],
+        })
+    {
+        return Err(Malformed(
+            "its RSA AlgorithmIdentifier parameters are not NULL (RFC 3279)".into(),
+        ));
+    }
+    // Exactly one RSAPublicKey: OpenSSL's reader would ignore bytes after it.
+    let bad = || Malformed("its RSA key is not an RSAPublicKey (PKCS #1)".into());
+    der::only(p.key, der::SEQUENCE).ok_or_else(bad)?;
+    let rsa = Rsa::public_key_from_der_pkcs1(p.key).map_err(|_| bad())?;
+    let (n, e) = (rsa.n(), rsa.e());
+    if n.is_negative() || !n.is_bit_set(0) {
+        return Err(Malformed(
+            "its RSA modulus is not a positive odd number".into(),
+        ));
+    }
+    // Go's crypto/rsa refuses exponents outside 2..2^31-1, so apid could
+    // not load the key; even exponents are never RSA.
+    if e.is_negative() || !e.is_bit_set(0) || e.num_bits() < 2 || e.num_bits() > 31 {
+        return Err(Malformed(
+            "its RSA public exponent is not an odd number from 3 to 2^31-1".into(),
+        ));
+    }
+    let key_type = KeyType::Rsa(u32::try_from(n.num_bits()).unwrap_or(0));
+    let key = PKey::from_rsa(rsa).map_err(|e| {
+        Malformed(format!(
+            "its RSA key does not load: {}",
+            super::openssl_reason(&e)
+        ))
+    })?;
+    Ok(CsrKey {
+        key_type,
+        key,
+        spki: ffi::Spki {
+            algorithm: Nid::RSAENCRYPTION,
+            params: ffi::SpkiParams::Null,
+        },
+        bits: p.key.to_vec(),
+    })
+}
+
+/// A key algorithm's name for messages: OpenSSL's short name where it knows
+/// the OID (spelled as people write the well-known ones), else the OID.
+fn algorithm_name(oid: &[u8]) -> String {
+    match oid_name(oid).as_str() {
+        "ED448" => "Ed448".to_string(),
+        "RSASSA-PSS" => "RSA-PSS".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn oid_name(oid: &[u8]) -> String {
+    let Some(dotted) = der::dotted_oid(oid) else {
+        return "a malformed algorithm OID".to_string();
+    };
+    openssl::asn1::Asn1Object::from_str(&dotted)
+        .ok()
+        .map(|o| o.nid())
+        .filter(|n| *n != Nid::UNDEF)
+        .and_then(|n| n.short_name().ok())
+        .map_or(dotted, str::to_string)
 }
 
 /// The parameters of the curves of `KeyType`, built once: OpenSSL 3.0
@@ -246,8 +424,8 @@ fn curve_parameters(curve: Nid) -> Option<&'static PKey<openssl::pkey::Params>> 
     CURVES
         .get_or_init(|| {
             EC_CURVES
-                .into_iter()
-                .filter_map(|n| {
+                .iter()
+                .filter_map(|&(_, n, _, _)| {
                     let name = std::ffi::CString::new(n.short_name().ok()?).ok()?;
                     ffi::ec_curve_parameters(&name).ok().map(|k| (n, k))
                 })
@@ -262,52 +440,232 @@ fn curve_parameters(curve: Nid) -> Option<&'static PKey<openssl::pkey::Params>> 
 mod tests {
     use super::*;
 
-    /// The CSR's key built from its bits is the key OpenSSL's decoder finds,
-    /// for every type workers use; other types still decode through OpenSSL.
+    fn spki_of(key: &PKey<Private>) -> Vec<u8> {
+        key.public_key_to_der().unwrap()
+    }
+
+    /// The CSR key built from its octets is the key itself, for every type
+    /// workers use, and its SubjectPublicKeyInfo parts say what they are.
     #[test]
-    fn csr_keys_are_built_without_the_decoder_and_match_it() {
-        use crate::pki::San;
+    fn supported_keys_are_built_from_their_octets() {
         let mut types = vec![KeyType::Ed25519, KeyType::EcP256, KeyType::EcP384];
         types.extend([KeyType::EcP521, KeyType::Rsa(2048)]);
         for kt in types {
             let key = kt.generate().unwrap();
-            let pem = crate::client::build_csr(&key, kt, "w", &[San::Dns("w".into())]).unwrap();
-            let req = ffi::csr_from_pem(&pem).unwrap();
-            let parts = ffi::csr_spki_parts(&req).unwrap();
-            let fast = key_from_parts(&parts).unwrap_or_else(|| panic!("{kt}: no fast path"));
-            let decoded = PKey::public_key_from_der(&ffi::csr_spki_der(&req).unwrap()).unwrap();
-            assert!(fast.public_eq(&decoded), "{kt}");
-            assert!(fast.public_eq(&key), "{kt}");
-            assert_eq!(KeyType::of(&csr_public_key(&req).unwrap()), Some(kt));
+            let got = csr_key(&spki_of(&key)).unwrap_or_else(|e| panic!("{kt}: {e:?}"));
+            assert_eq!(got.key_type, kt);
+            assert!(got.key.public_eq(&key), "{kt}");
             // EC keys are the provider's own, named by curve: no legacy copy.
-            let named = ffi::ec_group_name(&fast).is_some();
-            assert_eq!(named, fast.id() == openssl::pkey::Id::EC, "{kt}");
-            assert!(ffi::csr_signed_by(&req, &fast), "{kt}");
+            assert_eq!(
+                ffi::ec_group_name(&got.key).is_some(),
+                got.key.id() == Id::EC,
+                "{kt}"
+            );
+            let want = der::spki_parts(&spki_of(&key)).unwrap().key.to_vec();
+            assert_eq!(got.bits, want, "{kt}");
         }
-        // Ed448 has no fast path: decoded by OpenSSL, described, not supported.
-        let ed448 = PKey::generate_ed448().unwrap();
-        let mut b = openssl::x509::X509Req::builder().unwrap();
-        b.set_pubkey(&ed448).unwrap();
-        b.sign(&ed448, MessageDigest::null()).unwrap();
-        let req = ffi::csr_from_pem(&b.build().to_pem().unwrap()).unwrap();
-        assert!(key_from_parts(&ffi::csr_spki_parts(&req).unwrap()).is_none());
-        let key = csr_public_key(&req).unwrap();
-        assert_eq!(
-            (KeyType::of(&key), KeyType::describe(&key)),
-            (None, "Ed448".into())
-        );
     }
 
-    /// A key whose bits do not build (an EC point off the curve) is left to
-    /// OpenSSL's decoder (which refuses it, as before).
+    /// SubjectPublicKeyInfo DER from its parts.
+    fn spki(alg: &[u8], params: &[u8], unused: u8, key: &[u8]) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            if content.len() < 128 {
+                out.push(content.len() as u8);
+            } else {
+                out.extend([0x82, (content.len() >> 8) as u8, content.len() as u8]);
+            }
+            out.extend(content);
+            out
+        }
+        let algorithm = tlv(0x30, &[tlv(0x06, alg), params.to_vec()].concat());
+        let bits = tlv(0x03, &[&[unused][..], key].concat());
+        tlv(0x30, &[algorithm, bits].concat())
+    }
+
+    /// Every malformed or unsupported key form gets its own reason, and none
+    /// reaches OpenSSL with something it could misread.
     #[test]
-    fn csr_keys_that_do_not_build_are_left_to_the_decoder() {
-        let parts = SpkiParts {
-            algorithm: Nid::X9_62_ID_ECPUBLICKEY,
-            params: Params::Object(Nid::X9_62_PRIME256V1),
-            bits: &[4u8; 65],
+    fn malformed_and_unsupported_keys_are_refused_with_a_reason() {
+        let ed = PKey::generate_ed25519().unwrap().raw_public_key().unwrap();
+        let p256 = KeyType::EcP256.generate().unwrap();
+        let p256_point = der::spki_parts(&spki_of(&p256)).unwrap().key.to_vec();
+        let p256_oid: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let rsa = KeyType::Rsa(2048).generate().unwrap();
+        let rsa_bits = der::spki_parts(&spki_of(&rsa)).unwrap().key.to_vec();
+        let compressed = {
+            let ec = p256.ec_key().unwrap();
+            let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+            ec.public_key()
+                .to_bytes(
+                    ec.group(),
+                    openssl::ec::PointConversionForm::COMPRESSED,
+                    &mut ctx,
+                )
+                .unwrap()
         };
-        assert!(key_from_parts(&parts).is_none());
+        let mut off_curve = p256_point.clone();
+        off_curve[10] ^= 1;
+        // RSAPublicKey { n, e } with the given exponent octets.
+        let rsa_with_e = |e: &[u8]| {
+            let r = rsa.rsa().unwrap();
+            let n = [&[0u8][..], &r.n().to_vec()].concat();
+            let mut body = vec![0x02, 0x82, (n.len() >> 8) as u8, n.len() as u8];
+            body.extend(&n);
+            body.extend([0x02, e.len() as u8]);
+            body.extend(e);
+            let mut out = vec![0x30, 0x82, (body.len() >> 8) as u8, body.len() as u8];
+            out.extend(body);
+            out
+        };
+        let explicit = [0x30, 0x03, 0x02, 0x01, 0x01];
+        let brainpool: &[u8] = &[
+            0x06, 0x09, 0x2b, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07,
+        ];
+        use CsrKeyError::{Malformed as M, Unsupported as U};
+        let table: Vec<(&str, Vec<u8>, CsrKeyError)> = vec![
+            (
+                "empty Ed25519",
+                spki(OID_ED25519, &[], 0, &[]),
+                M("is 0 bytes".into()),
+            ),
+            (
+                "short Ed25519",
+                spki(OID_ED25519, &[], 0, &ed[..31]),
+                M("is 31 bytes".into()),
+            ),
+            (
+                "long Ed25519",
+                spki(OID_ED25519, &[], 0, &[&ed[..], &[0]].concat()),
+                M("is 33 bytes".into()),
+            ),
+            (
+                "Ed25519 with parameters",
+                spki(OID_ED25519, &[0x05, 0x00], 0, &ed),
+                M("has parameters".into()),
+            ),
+            (
+                "Ed25519 with unused bits",
+                spki(OID_ED25519, &[], 3, &ed),
+                M("3 unused bits".into()),
+            ),
+            (
+                "empty P-256",
+                spki(OID_EC_PUBLIC_KEY, p256_oid, 0, &[]),
+                M("not an uncompressed point".into()),
+            ),
+            (
+                "short P-256",
+                spki(OID_EC_PUBLIC_KEY, p256_oid, 0, &p256_point[..64]),
+                M("not an uncompressed point".into()),
+            ),
+            (
+                "compressed P-256",
+                spki(OID_EC_PUBLIC_KEY, p256_oid, 0, &compressed),
+                M("not an uncompressed point".into()),
+            ),
+            (
+                "P-256 point at infinity",
+                spki(OID_EC_PUBLIC_KEY, p256_oid, 0, &[0]),
+                M("not an uncompressed point".into()),
+            ),
+            (
+                "P-256 off its curve",
+                spki(OID_EC_PUBLIC_KEY, p256_oid, 0, &off_curve),
+                M("not a point on the curve".into()),
+            ),
+            (
+                "P-256 with unused bits",
+                spki(OID_EC_PUBLIC_KEY, p256_oid, 1, &p256_point),
+                M("1 unused bits".into()),
+            ),
+            (
+                "EC without a curve",
+                spki(OID_EC_PUBLIC_KEY, &[], 0, &p256_point),
+                M("names no curve".into()),
+            ),
+            (
+                "EC with NULL for a curve",
+                spki(OID_EC_PUBLIC_KEY, &[0x05, 0x00], 0, &p256_point),
+                M("names no curve".into()),
+            ),
+            (
+                "explicit curve",
+                spki(OID_EC_PUBLIC_KEY, &explicit, 0, &p256_point),
+                U("explicit curve parameters".into()),
+            ),
+            (
+                "brainpool",
+                spki(OID_EC_PUBLIC_KEY, brainpool, 0, &p256_point),
+                U("ECDSA brainpoolP256r1".into()),
+            ),
+            (
+                "empty RSA",
+                spki(OID_RSA, &[0x05, 0x00], 0, &[]),
+                M("not an RSAPublicKey".into()),
+            ),
+            (
+                "RSA without NULL",
+                spki(OID_RSA, &[], 0, &rsa_bits),
+                M("not NULL".into()),
+            ),
+            (
+                "RSA with trailing bytes",
+                spki(OID_RSA, &[0x05, 0x00], 0, &[&rsa_bits[..], &[0]].concat()),
+                M("not an RSAPublicKey".into()),
+            ),
+            (
+                "RSA exponent 1",
+                spki(OID_RSA, &[0x05, 0x00], 0, &rsa_with_e(&[1])),
+                M("exponent".into()),
+            ),
+            (
+                "RSA even exponent",
+                spki(OID_RSA, &[0x05, 0x00], 0, &rsa_with_e(&[1, 0, 0])),
+                M("exponent".into()),
+            ),
+            (
+                "RSA exponent 2^32+1",
+                spki(OID_RSA, &[0x05, 0x00], 0, &rsa_with_e(&[1, 0, 0, 0, 1])),
+                M("exponent".into()),
+            ),
+            (
+                "Ed448",
+                spki(&[0x2b, 0x65, 0x71], &[], 0, &[0; 57]),
+                U("Ed448".into()),
+            ),
+            (
+                "X25519",
+                spki(&[0x2b, 0x65, 0x6e], &[], 0, &ed),
+                U("X25519".into()),
+            ),
+            (
+                "unknown OID",
+                spki(&[0x2a, 0x03, 0x04], &[], 0, &ed),
+                U("1.2.3.4".into()),
+            ),
+            (
+                "malformed OID",
+                spki(&[0x2a, 0x83], &[], 0, &ed),
+                U("malformed algorithm OID".into()),
+            ),
+        ];
+        for (name, der, want) in table {
+            let got = csr_key(&der)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: accepted"));
+            let ok = match (&got, &want) {
+                (M(g), M(w)) | (U(g), U(w)) => g.contains(w.as_str()),
+                _ => false,
+            };
+            assert!(ok, "{name}: got {got:?}, want {want:?}");
+        }
+        assert!(
+            rsa_with_e(&[1, 0, 1]) == rsa_bits,
+            "the exponent builder rebuilds the real key"
+        );
+        let good_rsa = csr_key(&spki(OID_RSA, &[0x05, 0x00], 0, &rsa_with_e(&[1, 0, 1]))).unwrap();
+        assert_eq!(good_rsa.key_type, KeyType::Rsa(2048));
     }
 
     #[test]

@@ -1,18 +1,64 @@
-//! Everything cryptographic: keys, the machine CA, issuing worker certificates
-//! and the server's own serving certificate. Nothing here knows about files,
-//! flags or gRPC.
+//! Everything cryptographic: keys, the machine CA, reading CSRs, the one
+//! certificate builder, and the server's own serving certificate. Nothing
+//! here knows about files, flags, policy or gRPC.
 
-pub mod admin;
 pub mod ca;
+pub mod cert;
+pub mod csr;
+mod der;
 mod ffi;
-pub mod issue;
+pub mod fips;
 pub mod keys;
+pub mod names;
 pub mod serving;
 
 use std::fmt;
 use std::net::IpAddr;
 
+use openssl::error::ErrorStack;
 use openssl::x509::X509NameRef;
+
+/// An OpenSSL failure on our side, never a client's mistake: which step
+/// failed, and OpenSSL's reason — or that it gave none, so a message is
+/// never built from an empty error queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CryptoError(String);
+
+impl CryptoError {
+    pub fn new(step: &str, e: &ErrorStack) -> CryptoError {
+        CryptoError(format!("{step}: {}", openssl_reason(e)))
+    }
+
+    /// Takes OpenSSL's error queue for a raw call that just failed.
+    pub fn last(step: &str) -> CryptoError {
+        CryptoError::new(step, &ErrorStack::get())
+    }
+
+    pub fn message(step: &str, what: &str) -> CryptoError {
+        CryptoError(format!("{step}: {what}"))
+    }
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// The most specific reason OpenSSL gave, without the error-stack noise; an
+/// empty queue says so instead of inventing a reason.
+pub fn openssl_reason(e: &ErrorStack) -> String {
+    e.errors()
+        .last()
+        .map(|err| {
+            err.reason()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("OpenSSL error {:#x}", err.code()))
+        })
+        .unwrap_or_else(|| "OpenSSL reported a failure without a reason".to_string())
+}
 
 /// A subjectAltName entry of the two kinds trustd certificates carry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -116,5 +162,5 @@ pub fn verify_chain(
             })
         })
     };
-    run().map_err(|e| keys::openssl_reason(&e))?
+    run().map_err(|e| openssl_reason(&e))?
 }

@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use openssl::nid::Nid;
-use openssl::x509::X509Name;
 
 use super::ca::MachineCa;
-use super::issue::{sign_server_cert, IssueError, SubjectKey};
+use super::cert::{self, CertError};
 use super::keys::{self, KeyType};
-use super::San;
+use super::{openssl_reason, CryptoError, San};
 
 #[derive(Clone)]
 pub struct ServingCert {
@@ -40,23 +39,22 @@ pub fn generate(
     sans: &[San],
     lifetime: Duration,
     now_unix: i64,
-) -> Result<ServingCert, IssueError> {
-    let key = KeyType::EcP256.generate()?;
-    let mut subject = X509Name::builder()?;
-    subject.append_entry_by_nid(Nid::COMMONNAME, "talos-csr-signer")?;
-    let subject = subject.build();
-    let signed = sign_server_cert(
-        ca,
-        &subject,
-        SubjectKey::Key(&key),
-        sans,
-        lifetime,
-        now_unix,
-    )?;
+) -> Result<ServingCert, CertError> {
+    let c = |step: &'static str| move |e| CertError::Crypto(CryptoError::new(step, &e));
+    let key = KeyType::EcP256
+        .generate()
+        .map_err(c("generating the serving key"))?;
+    let subject = cert::name(&[(Nid::COMMONNAME, "talos-csr-signer")])?;
+    let signed = ca.sign_server(&subject, &key, sans, lifetime, now_unix)?;
     let not_after_unix = signed.not_after_unix;
     Ok(ServingCert {
-        cert_pem: signed.cert.to_pem()?,
-        key_pem: key.private_key_to_pem_pkcs8()?,
+        cert_pem: signed
+            .cert
+            .to_pem()
+            .map_err(c("encoding the serving certificate"))?,
+        key_pem: key
+            .private_key_to_pem_pkcs8()
+            .map_err(c("encoding the serving key"))?,
         serial_hex: signed.serial_hex,
         not_after_unix,
         renew_at_unix: now_unix + ((not_after_unix - now_unix) / 2).max(1),
@@ -112,7 +110,7 @@ pub fn external(
         cert_pem: cert_pem.to_vec(),
         key_pem: key
             .private_key_to_pem_pkcs8()
-            .map_err(|e| keys::openssl_reason(&e))?,
+            .map_err(|e| openssl_reason(&e))?,
         serial_hex: leaf
             .serial_number()
             .to_bn()

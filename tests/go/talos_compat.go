@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -286,7 +287,12 @@ func main() {
 	adminCrt := flag.String("admin-crt", "", "talosctl client certificate (O=os:admin)")
 	adminKey := flag.String("admin-key", "", "its key")
 	ip := flag.String("ip", "127.0.0.1", "the worker IP talosctl dials")
+	seeds := flag.String("seed-csrs", "", "write worker CSRs (DER) of every key type to this directory and exit: the fuzz corpus seeds")
 	flag.Parse()
+	if *seeds != "" {
+		writeSeedCSRs(*seeds)
+		return
+	}
 
 	// 1. The worker's TLS to the signer.
 	host, _, err := net.SplitHostPort(*signer)
@@ -370,4 +376,33 @@ func main() {
 	}
 	fmt.Println("ok   the issued certificate is refused as a client certificate")
 	fmt.Println("PASS")
+}
+
+// writeSeedCSRs writes one CSR per key type a Talos worker may use, made as
+// a Talos worker makes its apid CSR (Go's x509.CreateCertificateRequest: CN
+// = node FQDN, DNS SANs = hostname and FQDN, IP SANs = node addresses and
+// loopback, no O): tests/fuzz/corpus/issue's seeds.
+func writeSeedCSRs(dir string) {
+	check(os.MkdirAll(dir, 0o755), "make "+dir)
+	keys := map[string]func() (crypto.Signer, error){
+		"ed25519": func() (crypto.Signer, error) { _, k, err := ed25519.GenerateKey(rand.Reader); return k, err },
+		"p256":    func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) },
+		"p384":    func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P384(), rand.Reader) },
+		"p521":    func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P521(), rand.Reader) },
+		"rsa2048": func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) },
+		"rsa4096": func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 4096) },
+	}
+	for name, gen := range keys {
+		key, err := gen()
+		check(err, "generate a "+name+" key")
+		tmpl := &x509.CertificateRequest{
+			Subject:     pkix.Name{CommonName: "talos-worker-1.cluster.example"},
+			DNSNames:    []string{"talos-worker-1", "talos-worker-1.cluster.example"},
+			IPAddresses: []net.IP{net.ParseIP("10.5.0.7"), net.ParseIP("fd00::7"), net.ParseIP("127.0.0.1")},
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+		check(err, "make the "+name+" CSR")
+		check(os.WriteFile(filepath.Join(dir, "talos-"+name+".der"), der, 0o644), "write the "+name+" CSR")
+	}
+	fmt.Printf("wrote %d worker CSRs to %s\n", len(keys), dir)
 }

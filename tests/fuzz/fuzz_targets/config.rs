@@ -9,21 +9,26 @@ use std::collections::HashMap;
 
 use argh::FromArgs;
 use libfuzzer_sys::fuzz_target;
-use talos_csr_signer::auth::TokenSet;
-use talos_csr_signer::cli::{Cli, Command};
-use talos_csr_signer::config;
-use talos_csr_signer::policy::{DnsPattern, IpNet, KeyClass};
+use talos_csr_signer::cli::args::{Cli, Command};
+use talos_csr_signer::cli::values;
+use talos_csr_signer::server::config;
+use talos_csr_signer::signer::auth::TokenSet;
+use talos_csr_signer::signer::policy::{DnsPattern, IpNet, KeyClass};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let _ = config::parse_duration(text);
-    let _ = config::parse_ip_list("X", text);
-    let _ = config::parse_dns_list("X", text);
-    let _ = config::parse_list::<IpNet>("X", text);
-    let _ = config::parse_list::<DnsPattern>("X", text);
-    let _ = config::parse_list::<KeyClass>("X", text);
+    let _ = values::parse_ip_list("X", text);
+    // Every name the operator may configure follows the one host-name rule:
+    // none holds a wildcard.
+    if let Ok(names) = values::parse_dns_list("X", text) {
+        assert!(names.iter().all(|n| !n.contains('*')), "{names:?}");
+    }
+    let _ = values::parse_list::<IpNet>("X", text);
+    let _ = values::parse_list::<DnsPattern>("X", text);
+    let _ = values::parse_list::<KeyClass>("X", text);
     let _ = TokenSet::from_file_text(text);
     let _ = TokenSet::from_env_text(text);
 
@@ -36,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         .map(str::to_string)
         .collect();
     let env: HashMap<&str, &str> = lines.filter_map(|l| l.split_once('=')).collect();
-    let Ok(argv) = talos_csr_signer::argv::normalize(&args) else {
+    let Ok(argv) = talos_csr_signer::cli::argv::normalize(&args) else {
         return;
     };
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
