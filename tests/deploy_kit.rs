@@ -132,7 +132,7 @@ fn import_prints_a_kubernetes_secret() {
     assert_eq!(doc["metadata"]["name"].as_str(), Some("t0-talos-ca"));
     let field = |k: &str| openssl::base64::decode_block(doc["data"][k].as_str().unwrap()).unwrap();
     let crt = X509::from_pem(&field("ca.crt")).unwrap();
-    let key = talos_csr_signer::pki::keys::parse_private_key(&field("ca.key")).unwrap();
+    let key = talos_csr_signer::pki::pem::parse_private_key(&field("ca.key")).unwrap();
     assert!(crt.public_key().unwrap().public_eq(&key));
     // cert-manager's CA Issuer reads tls.crt/tls.key: the same CA, the key as
     // PKCS#8 `PRIVATE KEY` (cert-manager refuses Talos's own label).

@@ -103,10 +103,9 @@ fn dev_mode_round_trip_with_the_printed_command() {
     let crt = X509::from_pem(&std::fs::read(out.path("crt.pem")).unwrap()).unwrap();
     let bundle = X509::stack_from_pem(&std::fs::read(out.path("ca.pem")).unwrap()).unwrap();
     verify_chain(&crt, &bundle).unwrap();
-    let key = talos_csr_signer::pki::keys::parse_private_key(
-        &std::fs::read(out.path("key.pem")).unwrap(),
-    )
-    .unwrap();
+    let key =
+        talos_csr_signer::pki::pem::parse_private_key(&std::fs::read(out.path("key.pem")).unwrap())
+            .unwrap();
     assert!(crt.public_key().unwrap().public_eq(&key));
     assert_eq!(
         std::fs::metadata(out.path("key.pem"))

@@ -268,7 +268,7 @@ fn talos_fixture_ca_with_its_own_key_label() {
     let resp = call_with(&client, &[token.as_bytes()], &csr).expect("fixture CA signs");
     let ca = Ca {
         cert: X509::from_pem(&crt).unwrap(),
-        key: talos_csr_signer::pki::keys::parse_private_key(&key).unwrap(),
+        key: talos_csr_signer::pki::pem::parse_private_key(&key).unwrap(),
     };
     let bundle = X509::stack_from_pem(&resp.ca).unwrap();
     assert_issued(

@@ -6,6 +6,8 @@
 
 pub mod args;
 pub mod argv;
+mod layout;
+mod lookup;
 pub mod resolve;
 pub(crate) mod token;
 pub mod values;

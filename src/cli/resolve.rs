@@ -4,11 +4,12 @@
 //! variable names and file layouts are ours too.
 
 use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::{RequestArgs, ServeArgs, WorkerConfigArgs};
+use super::layout;
+use super::lookup::Lookup;
 use super::token::{self, TokenFlags};
 use super::values;
 use crate::cmd::request::Plan;
@@ -20,152 +21,6 @@ use crate::signer::auth::TokenSource;
 use crate::signer::policy::{PolicyConfig, DEFAULT_MAX_CSR_BYTES, DEFAULT_MAX_SANS};
 use crate::signer::snapshot::Sources;
 use crate::signer::throttle::Limits;
-
-/// Flag values with their environment fallbacks: a flag wins; an empty
-/// variable counts as unset. `env` is `std::env::var` in production and a
-/// table in tests.
-struct Lookup<'a> {
-    env: &'a dyn Fn(&str) -> Option<String>,
-    /// `Path::exists` in production: the default file layouts are chosen by
-    /// which files are there.
-    exists: &'a dyn Fn(&Path) -> bool,
-}
-
-impl Lookup<'_> {
-    fn text(&self, flag: Option<String>, var: &str) -> Option<String> {
-        flag.or_else(|| self.var(var))
-    }
-
-    /// An environment variable; empty counts as unset.
-    fn var(&self, var: &str) -> Option<String> {
-        (self.env)(var).filter(|v| !v.trim().is_empty())
-    }
-
-    fn path(&self, flag: Option<PathBuf>, var: &str) -> Option<PathBuf> {
-        self.text(flag.map(|p| p.display().to_string()), var)
-            .map(PathBuf::from)
-    }
-
-    /// Like `path`, with the name of the setting that gave it, for the
-    /// startup log.
-    fn named_path(
-        &self,
-        flag: Option<PathBuf>,
-        flag_name: &str,
-        var: &str,
-    ) -> Option<(PathBuf, String)> {
-        match flag {
-            Some(p) => Some((p, flag_name.to_string())),
-            None => self.var(var).map(|v| (PathBuf::from(v), var.to_string())),
-        }
-    }
-
-    fn duration(&self, flag: Option<String>, var: &str, default: &str) -> Result<Duration, String> {
-        let text = self.text(flag, var).unwrap_or_else(|| default.to_string());
-        parse_duration(&text).map_err(|e| format!("{var}: {e}"))
-    }
-
-    /// Like `duration`, but `0` (off) is allowed.
-    fn interval(&self, flag: Option<String>, var: &str, default: &str) -> Result<Duration, String> {
-        match self.text(flag, var) {
-            Some(t) if t.trim() == "0" => Ok(Duration::ZERO),
-            other => self.duration(other, var, default),
-        }
-    }
-
-    fn number(
-        &self,
-        flag: Option<String>,
-        var: &str,
-        default: usize,
-        range: RangeInclusive<usize>,
-    ) -> Result<usize, String> {
-        let Some(text) = self.text(flag, var) else {
-            return Ok(default);
-        };
-        match text.trim().parse::<usize>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(format!(
-                "{var}: {text:?} is not a number from {} to {}",
-                range.start(),
-                range.end()
-            )),
-        }
-    }
-
-    fn list<T: std::str::FromStr<Err = String>>(
-        &self,
-        flag: Option<String>,
-        var: &str,
-    ) -> Result<Option<Vec<T>>, String> {
-        self.text(flag, var)
-            .map(|t| values::parse_list(var, &t))
-            .transpose()
-    }
-
-    /// A switch, or its variable set to 1/true/yes (0/false/no: off).
-    fn switch(&self, flag: bool, var: &str) -> Result<bool, String> {
-        match (self.env)(var)
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            _ if flag => Ok(true),
-            None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
-            Some("1") | Some("true") | Some("yes") => Ok(true),
-            Some(other) => Err(format!("{var}: {other:?} is not true or false")),
-        }
-    }
-
-    fn addr(&self, flag: Option<String>, var: &str) -> Result<Option<SocketAddr>, String> {
-        self.text(flag, var)
-            .map(|a| {
-                a.trim().parse().map_err(|_| {
-                    format!("{var}: {a:?} is not IP:PORT; write e.g. 0.0.0.0:9090 or [::]:9090")
-                })
-            })
-            .transpose()
-    }
-}
-
-/// Where systemd's `LoadCredential=` put a file, if it did.
-fn credential(env: &Lookup<'_>, name: &str) -> Option<PathBuf> {
-    let dir = env.var("CREDENTIALS_DIRECTORY")?;
-    let path = PathBuf::from(dir).join(name);
-    (env.exists)(&path).then_some(path)
-}
-
-/// Where the Go talos-csr-signer's images find their files, and so do we when
-/// nothing names them: the machine CA Secret and cert-manager's serving
-/// certificate Secret, mounted as its manifests mount them.
-const CA_DIR: &str = "/etc/talos-ca";
-const SERVING_DIR: &str = "/etc/talos-server-crt";
-
-/// The CA files when nothing names them. The Go signer's first version
-/// mounted `ca.crt`/`ca.key`; its current one mounts the Secret that
-/// cert-manager's CA Issuer reads, whose keys are `tls.crt`/`tls.key`. Take
-/// the first pair that is there, whole.
-fn default_ca_files(env: &Lookup<'_>) -> (PathBuf, PathBuf, String) {
-    let dir = Path::new(CA_DIR);
-    let both = |c: &str, k: &str| {
-        let (c, k) = (dir.join(c), dir.join(k));
-        ((env.exists)(&c) && (env.exists)(&k)).then_some((c, k))
-    };
-    if let Some((c, k)) = both("ca.crt", "ca.key") {
-        return (c, k, "the default paths".to_string());
-    }
-    if let Some((c, k)) = both("tls.crt", "tls.key") {
-        let why = format!(
-            "the default paths of a cert-manager CA Secret ({CA_DIR}/ca.crt and ca.key are not \
-             both there)"
-        );
-        return (c, k, why);
-    }
-    let why = format!(
-        "the default paths (neither ca.crt + ca.key nor tls.crt + tls.key are in {CA_DIR}; \
-         mount the machine CA Secret there or set --ca-cert and --ca-key)"
-    );
-    (dir.join("ca.crt"), dir.join("ca.key"), why)
-}
 
 impl ServeArgs {
     /// Applies environment fallbacks and checks every value.
@@ -185,9 +40,9 @@ impl ServeArgs {
             .dev_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("dev-pki"));
-        let ca = self.ca_paths(&env, &dev_dir)?;
+        let ca = layout::ca_files(&self, &env, &dev_dir)?;
         let (token, make_token) = self.token_source(&env, &dev_dir)?;
-        let (external_tls, serving_origin) = self.serving_files(&env)?;
+        let (external_tls, serving_origin) = layout::serving_files(&self, &env)?;
         let cert_validity = capped_validity(
             env.duration(self.cert_validity, "CERT_VALIDITY", "24h")?,
             env.text(self.max_validity, "MAX_VALIDITY"),
@@ -254,49 +109,6 @@ impl ServeArgs {
         })
     }
 
-    /// Flag, variable, systemd credential, `--dev` material, default: in that order.
-    fn ca_paths(&self, env: &Lookup<'_>, dev_dir: &Path) -> Result<CaFiles, String> {
-        let cert = env
-            .named_path(self.ca_cert.clone(), "--ca-cert", "CA_CERT_PATH")
-            .or_else(|| credential(env, "ca.crt").map(|p| (p, "a systemd credential".into())));
-        let key = env
-            .named_path(self.ca_key.clone(), "--ca-key", "CA_KEY_PATH")
-            .or_else(|| credential(env, "ca.key").map(|p| (p, "a systemd credential".into())));
-        match (cert, key) {
-            (None, None) if self.dev => Ok(CaFiles {
-                cert: dev_dir.join("ca.crt"),
-                key: dev_dir.join("ca.key"),
-                make: true,
-                origin: "--dev (a throwaway CA, made if missing)".to_string(),
-            }),
-            (Some(_), None) | (None, Some(_)) if self.dev => Err(
-                "--dev with a real CA needs both the CA certificate and key (--ca-cert and \
-                 --ca-key); give both or neither"
-                    .to_string(),
-            ),
-            (None, None) => {
-                let (cert, key, origin) = default_ca_files(env);
-                Ok(CaFiles {
-                    cert,
-                    key,
-                    make: false,
-                    origin,
-                })
-            }
-            (cert, key) => {
-                let (default_cert, default_key, _) = default_ca_files(env);
-                let (cert, cert_from) = cert.unwrap_or((default_cert, "the default".into()));
-                let (key, key_from) = key.unwrap_or((default_key, "the default".into()));
-                Ok(CaFiles {
-                    cert,
-                    key,
-                    make: false,
-                    origin: format!("certificate from {cert_from}, key from {key_from}"),
-                })
-            }
-        }
-    }
-
     /// The machine token by the one rule (`cli::token`), then a systemd
     /// credential, then `--dev` material.
     fn token_source(
@@ -311,7 +123,7 @@ impl ServeArgs {
         if let Some(source) = token::resolve(flags, env.env)? {
             return Ok((source, false));
         }
-        match credential(env, "token") {
+        match layout::credential(env, "token") {
             Some(f) => Ok((TokenSource::File(f), false)),
             None if self.dev => Ok((TokenSource::File(dev_dir.join("token")), true)),
             None => Err("no machine token: set TALOS_TOKEN or --token-file / \
@@ -319,55 +131,6 @@ impl ServeArgs {
                 .to_string()),
         }
     }
-
-    /// `--tls-cert`/`--tls-key`, else cert-manager's Secret where the Go
-    /// signer's manifests mount it, else none (we generate our own). Also
-    /// says why, for the startup log.
-    fn serving_files(
-        &self,
-        env: &Lookup<'_>,
-    ) -> Result<(Option<(PathBuf, PathBuf)>, String), String> {
-        let given = (
-            env.path(self.tls_cert.clone(), "TLS_CERT_PATH"),
-            env.path(self.tls_key.clone(), "TLS_KEY_PATH"),
-        );
-        let generated = "generated, signed by the machine CA, renewed at half its life";
-        match given {
-            (Some(c), Some(k)) => Ok((Some((c, k)), "--tls-cert/--tls-key".to_string())),
-            (None, None) if self.dev => Ok((None, format!("{generated} (--dev)"))),
-            (None, None) => {
-                let (c, k) = (
-                    Path::new(SERVING_DIR).join("tls.crt"),
-                    Path::new(SERVING_DIR).join("tls.key"),
-                );
-                if (env.exists)(&c) && (env.exists)(&k) {
-                    let why =
-                        format!("the default paths ({SERVING_DIR}/tls.crt and tls.key are there)");
-                    Ok((Some((c, k)), why))
-                } else {
-                    let why = format!(
-                        "{generated} (no --tls-cert, and {SERVING_DIR}/tls.crt and tls.key are not \
-                         both there)"
-                    );
-                    Ok((None, why))
-                }
-            }
-            _ => Err(
-                "--tls-cert and --tls-key (TLS_CERT_PATH / TLS_KEY_PATH) go together; \
-                      give both or neither"
-                    .to_string(),
-            ),
-        }
-    }
-}
-
-/// The machine CA files and why they were chosen.
-struct CaFiles {
-    cert: PathBuf,
-    key: PathBuf,
-    /// `--dev` makes them if they are missing.
-    make: bool,
-    origin: String,
 }
 
 fn default_workers() -> usize {

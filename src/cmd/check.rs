@@ -79,7 +79,7 @@ pub fn report(cfg: &ServeConfig) -> Result<Report, String> {
     let serving_sans: Vec<San> = match &snap.external_tls {
         Some(ext) => {
             facts.push(("serving_cert", "external (--tls-cert)".to_string()));
-            let leaf = pki::keys::parse_certificates(&ext.cert_pem)?.remove(0);
+            let leaf = pki::pem::parse_certificates(&ext.cert_pem)?.remove(0);
             pki::cert_sans(&leaf)
         }
         None => {

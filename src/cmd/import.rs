@@ -12,7 +12,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::out;
 use crate::cli::args::ImportArgs;
 use crate::pki::ca::MachineCa;
-use crate::pki::{keys, openssl_reason};
+use crate::pki::{openssl_reason, pem};
 use crate::signer::auth::TokenSet;
 
 /// `import --out DIR` or `import --secret`.
@@ -83,7 +83,7 @@ pub fn from_text(text: &str, name: &str) -> Result<Material, String> {
         base64::decode_block(&compact).map_err(|_| format!("{name}: {what} is not base64"))
     };
     let ca_crt = field("the CA certificate", crt)?;
-    let key = keys::parse_private_key(&field("the CA key", key)?)
+    let key = pem::parse_private_key(&field("the CA key", key)?)
         .map_err(|e| format!("{name}: the CA key {e}"))?;
     let ca_key = key
         .private_key_to_pem_pkcs8()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use openssl::base64;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::pki::keys;
+use crate::pki::pem;
 
 pub struct Cluster {
     /// The kubeconfig's name for the cluster entry.
@@ -101,7 +101,7 @@ fn cluster_ca(entry: &Yaml, dir: &Path) -> Result<Vec<u8>, String> {
                 .to_string(),
         );
     };
-    keys::parse_certificates(&pem).map_err(|e| format!("the cluster CA {e}"))?;
+    pem::parse_certificates(&pem).map_err(|e| format!("the cluster CA {e}"))?;
     Ok(pem)
 }
 

@@ -18,7 +18,8 @@ use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509};
 
 use super::{env_var, out};
 use crate::cli::args::RequestArgs;
-use crate::pki::keys::{parse_certificates, KeyType};
+use crate::pki::keys::KeyType;
+use crate::pki::pem::parse_certificates;
 use crate::pki::{self, openssl_reason, San};
 use crate::proto::security::CertificateRequest;
 use crate::proto::security_grpc::SecurityServiceClient;

@@ -11,8 +11,8 @@ use openssl::x509::{X509KeyUsage, X509NameRef, X509};
 
 use super::cert::{self, CertError, Extensions, Issuer, Profile, Signed, SubjectKey};
 use super::csr::Csr;
-use super::keys::{self, KeyType, MAX_RSA_BITS, MIN_RSA_BITS};
-use super::{ffi, openssl_reason, San};
+use super::keys::{KeyType, MAX_RSA_BITS, MIN_RSA_BITS};
+use super::{ffi, openssl_reason, pem, San};
 
 /// Why CA material was refused; the loader adds which file it came from.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl MachineCa {
             )));
         }
 
-        let key = keys::parse_private_key(key_pem).map_err(CaError::Key)?;
+        let key = pem::parse_private_key(key_pem).map_err(CaError::Key)?;
         let key_type = supported_ca_key(&key).map_err(CaError::Key)?;
         let cert_key = cert
             .public_key()
@@ -208,7 +208,7 @@ impl MachineCa {
 }
 
 fn single_certificate(pem: &[u8]) -> Result<X509, String> {
-    let mut certs = keys::parse_certificates(pem)?;
+    let mut certs = pem::parse_certificates(pem)?;
     if certs.len() > 1 {
         return Err(format!(
             "holds {} certificates; keep only the issuing machine CA here and pass the others \
@@ -262,7 +262,7 @@ fn build_bundle(
 ) -> Result<(Vec<u8>, Vec<X509>), CaError> {
     let mut bundle: Vec<X509> = Vec::new();
     for (i, file) in accepted_pems.iter().enumerate() {
-        for cert in keys::parse_certificates(file).map_err(|m| CaError::Accepted(i, m))? {
+        for cert in pem::parse_certificates(file).map_err(|m| CaError::Accepted(i, m))? {
             if !ffi::is_ca(&cert) {
                 return Err(CaError::Accepted(
                     i,

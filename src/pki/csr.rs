@@ -14,6 +14,7 @@ use openssl_sys as sys;
 
 use super::ffi::{self, ReadError, RequestedSans};
 use super::keys::{self, CsrKey, CsrKeyError, KeyType};
+use super::pem as pem_text;
 use super::{der, names, printable, CryptoError, San};
 
 /// Why a CSR is refused.
@@ -114,7 +115,7 @@ fn check_pem_framing(pem: &[u8]) -> Result<(), CsrError> {
     if pem.is_empty() {
         return Err(invalid("csr is empty"));
     }
-    match keys::first_pem_label(pem) {
+    match pem_text::first_pem_label(pem) {
         Some("CERTIFICATE REQUEST") | Some("NEW CERTIFICATE REQUEST") => {}
         Some(label) => {
             return Err(invalid(format!(

@@ -1,4 +1,4 @@
-//! Key types we sign with and for, and the PEM forms Talos and OpenSSL write.
+//! Key types we sign with and for, and the checks of a CSR's key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,7 +9,6 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
-use openssl::x509::X509;
 
 use super::{der, ffi};
 
@@ -116,76 +115,6 @@ impl FromStr for KeyType {
             )),
         }
     }
-}
-
-/// Parses a private key from PEM: `PRIVATE KEY` (PKCS#8), `ED25519 PRIVATE KEY`
-/// (Talos's label for a PKCS#8 body), `EC PRIVATE KEY` (SEC1) or
-/// `RSA PRIVATE KEY` (PKCS#1). Encrypted keys are refused.
-pub fn parse_private_key(pem: &[u8]) -> Result<PKey<Private>, String> {
-    let label = first_pem_label(pem).ok_or("no PEM block found (expected a private key)")?;
-    let relabeled;
-    let pem = match label {
-        "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY" => pem,
-        // OpenSSL does not know Talos's label; the body is plain PKCS#8.
-        "ED25519 PRIVATE KEY" => {
-            relabeled = relabel(pem, "ED25519 PRIVATE KEY", "PRIVATE KEY");
-            &relabeled
-        }
-        "ENCRYPTED PRIVATE KEY" => return Err(encrypted_key()),
-        other => {
-            return Err(format!(
-                "holds a {other:?} PEM block; expected PRIVATE KEY, ED25519 PRIVATE KEY, \
-                 EC PRIVATE KEY or RSA PRIVATE KEY"
-            ))
-        }
-    };
-    if contains(pem, b"Proc-Type: 4,ENCRYPTED") {
-        return Err(encrypted_key());
-    }
-    // An explicit empty passphrase: OpenSSL must never prompt on a terminal.
-    PKey::private_key_from_pem_passphrase(pem, b"")
-        .map_err(|e| format!("is not a valid {label} PEM: {}", super::openssl_reason(&e)))
-}
-
-/// Parses every `CERTIFICATE` block of a PEM file.
-pub fn parse_certificates(pem: &[u8]) -> Result<Vec<X509>, String> {
-    match X509::stack_from_pem(pem) {
-        Ok(certs) if !certs.is_empty() => Ok(certs),
-        Ok(_) => Err("holds no CERTIFICATE PEM block".to_string()),
-        Err(e) => Err(format!(
-            "is not a valid CERTIFICATE PEM: {}",
-            super::openssl_reason(&e)
-        )),
-    }
-}
-
-fn encrypted_key() -> String {
-    "is encrypted; provide the key unencrypted (protect it with file mode 0600)".to_string()
-}
-
-/// The label of the first `-----BEGIN <label>-----` line.
-pub fn first_pem_label(pem: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
-    let end = text[start..].find("-----")?;
-    Some(&text[start..start + end])
-}
-
-fn relabel(pem: &[u8], from: &str, to: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(pem);
-    text.replace(
-        &format!("-----BEGIN {from}-----"),
-        &format!("-----BEGIN {to}-----"),
-    )
-    .replace(
-        &format!("-----END {from}-----"),
-        &format!("-----END {to}-----"),
-    )
-    .into_bytes()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The ECDSA curves of `KeyType`: its variant, OpenSSL's NID, the curve OID's
@@ -666,53 +595,5 @@ mod tests {
         );
         let good_rsa = csr_key(&spki(OID_RSA, &[0x05, 0x00], 0, &rsa_with_e(&[1, 0, 1]))).unwrap();
         assert_eq!(good_rsa.key_type, KeyType::Rsa(2048));
-    }
-
-    #[test]
-    fn talos_label_is_relabeled_and_parsed() {
-        let key = PKey::generate_ed25519().unwrap();
-        let pem = relabel(
-            &key.private_key_to_pem_pkcs8().unwrap(),
-            "PRIVATE KEY",
-            "ED25519 PRIVATE KEY",
-        );
-        assert_eq!(first_pem_label(&pem), Some("ED25519 PRIVATE KEY"));
-        let parsed = parse_private_key(&pem).unwrap();
-        assert!(parsed.public_eq(&key));
-    }
-
-    #[test]
-    fn traditional_ec_and_rsa_labels_parse() {
-        let ec = KeyType::EcP384.generate().unwrap();
-        let sec1 = ec.ec_key().unwrap().private_key_to_pem().unwrap();
-        assert_eq!(first_pem_label(&sec1), Some("EC PRIVATE KEY"));
-        assert_eq!(
-            KeyType::of(&parse_private_key(&sec1).unwrap()),
-            Some(KeyType::EcP384)
-        );
-
-        let rsa = KeyType::Rsa(2048).generate().unwrap();
-        let pkcs1 = rsa.rsa().unwrap().private_key_to_pem().unwrap();
-        assert_eq!(first_pem_label(&pkcs1), Some("RSA PRIVATE KEY"));
-        assert_eq!(
-            KeyType::of(&parse_private_key(&pkcs1).unwrap()),
-            Some(KeyType::Rsa(2048))
-        );
-    }
-
-    #[test]
-    fn encrypted_and_foreign_blocks_are_refused_without_prompting() {
-        let key = PKey::generate_ed25519().unwrap();
-        let enc = key
-            .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
-            .unwrap();
-        assert!(parse_private_key(&enc).unwrap_err().contains("encrypted"));
-        let err =
-            parse_private_key(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
-                .unwrap_err();
-        assert!(err.contains("\"CERTIFICATE\""), "{err}");
-        assert!(parse_private_key(b"not pem")
-            .unwrap_err()
-            .contains("no PEM block"));
     }
 }

@@ -10,6 +10,7 @@ mod ffi;
 pub mod fips;
 pub mod keys;
 pub mod names;
+pub mod pem;
 pub mod serving;
 
 use std::fmt;

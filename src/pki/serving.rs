@@ -8,7 +8,8 @@ use openssl::nid::Nid;
 
 use super::ca::MachineCa;
 use super::cert::{self, CertError};
-use super::keys::{self, KeyType};
+use super::keys::KeyType;
+use super::pem;
 use super::{openssl_reason, CryptoError, San};
 
 #[derive(Clone)]
@@ -81,9 +82,9 @@ pub fn external(
     now_unix: i64,
 ) -> Result<ServingCert, String> {
     let mut chain =
-        keys::parse_certificates(cert_pem).map_err(|e| format!("TLS certificate {e}"))?;
+        pem::parse_certificates(cert_pem).map_err(|e| format!("TLS certificate {e}"))?;
     let leaf = chain.remove(0);
-    let key = keys::parse_private_key(key_pem).map_err(|e| format!("TLS key {e}"))?;
+    let key = pem::parse_private_key(key_pem).map_err(|e| format!("TLS key {e}"))?;
     let matches = leaf
         .public_key()
         .map(|k| k.public_eq(&key))
