@@ -22,7 +22,7 @@ help_if_asked "${1:-}"
 CALLS="${1:-200}"
 BIN="${SIGNER:-$ROOT/target/release/talos-csr-signer}"
 LOADGEN="$ROOT/target/release/loadgen"
-{ [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --bins"
+{ [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --features loadgen --bins"
 command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 command -v valgrind >/dev/null 2>&1 || apt_install valgrind
 

@@ -28,7 +28,7 @@ GO_SIGNER="${1:-${GO_SIGNER:-$ROOT/../shared/peer/talos-csr-signer-go}}"
 # SIGNER: another build of ours to compare (e.g. before and after a change).
 BIN="${SIGNER:-$ROOT/target/release/talos-csr-signer}"
 LOADGEN="$ROOT/target/release/loadgen"
-{ [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --bins"
+{ [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --features loadgen --bins"
 command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 command -v curl >/dev/null 2>&1 || apt_install curl
 

@@ -23,7 +23,7 @@ help_if_asked "${1:-}"
 quick="${1:-}"
 cd "$ROOT"
 scripts/setup.sh
-cargo build --release --locked --bins >&2
+cargo build --release --locked --features loadgen --bins >&2
 command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 command -v curl >/dev/null 2>&1 || apt_install curl
 BIN="$ROOT/target/release/talos-csr-signer"

@@ -7,7 +7,7 @@ set -euo pipefail
 help_if_asked "${1:-}"
 cd "$ROOT"
 cargo fmt --check
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --features loadgen --all-targets -- -D warnings
 need shellcheck "apt-get install shellcheck"
 shellcheck -x scripts/*.sh .ci/run
 scripts/check-deploy.sh

@@ -174,9 +174,7 @@ fn import_prints_a_kubernetes_secret() {
 /// core and OpenSSL must work without one.
 #[test]
 fn serves_with_memory_deny_write_execute() {
-    extern "C" {
-        fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
-    }
+    // linux/prctl.h (Linux 6.3); the libc crate's version may lack them.
     const PR_SET_MDWE: i32 = 65;
     const PR_GET_MDWE: i32 = 66;
     const PR_MDWE_REFUSE_EXEC_GAIN: u64 = 1;
@@ -188,11 +186,11 @@ fn serves_with_memory_deny_write_execute() {
     // SAFETY: prctl is async-signal-safe; it only changes this child's flags.
     unsafe {
         cmd.pre_exec(|| {
-            if prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 {
+            if libc::prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0u64, 0u64, 0u64) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // Inherited by the exec'd binary; confirm it took.
-            if prctl(PR_GET_MDWE, 0, 0, 0, 0) != PR_MDWE_REFUSE_EXEC_GAIN as i32 {
+            if libc::prctl(PR_GET_MDWE, 0u64, 0u64, 0u64, 0u64) != PR_MDWE_REFUSE_EXEC_GAIN as i32 {
                 return Err(std::io::Error::other("MDWE not set"));
             }
             Ok(())

@@ -161,7 +161,7 @@ fn fips_flag_loads_the_provider_itself() {
     let (status, out, err) = run_binary(&args, &setup.env, Duration::from_secs(20));
     assert!(status.success(), "{err}");
     assert!(
-        out.contains("fips            on via --fips (provider fips 3.0.8)"),
+        out.contains("fips            on via --fips (provider fips 3.0.8; fips=yes"),
         "{out}"
     );
 }

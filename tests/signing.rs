@@ -296,8 +296,6 @@ fn organization_stripped_and_unasked_extensions_dropped() {
         (Nid::ORGANIZATIONNAME, "os:impersonator".into()),
         (Nid::ORGANIZATIONALUNITNAME, "ou-kept".into()),
     ];
-    spec.uris = vec!["spiffe://cluster/node-a".into()];
-    spec.emails = vec!["root@node-a".into()];
     spec.ask_ca = true;
     spec.ask_client_auth = true;
     spec.ask_cert_sign = true;
@@ -319,8 +317,33 @@ fn organization_stripped_and_unasked_extensions_dropped() {
         .next()
         .is_none());
     // O removal is logged, and so is what was dropped: the basicConstraints,
-    // keyUsage and EKU requests and the URI and email names.
-    server.wait_log("removed_o=2 dropped=5");
+    // keyUsage and EKU requests.
+    server.wait_log("removed_o=2 dropped=3");
+    // SAN types we never issue are refused, not dropped: the certificate
+    // would certify less than was asked without saying so.
+    for (uris, emails, what) in [
+        (
+            vec!["spiffe://cluster/node-a".to_string()],
+            vec![],
+            "URI SAN",
+        ),
+        (
+            vec![],
+            vec!["root@node-a".to_string()],
+            "email (rfc822Name) SAN",
+        ),
+    ] {
+        let mut spec = CsrSpec::worker(KeyType::Ed25519);
+        spec.uris = uris;
+        spec.emails = emails;
+        let s = call(&client, &spec.build().0).unwrap_err();
+        assert_eq!(s.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
+        assert!(
+            s.message().contains(what) && s.message().contains("only DNS and IP SANs"),
+            "{}",
+            s.message()
+        );
+    }
 }
 
 #[test]

@@ -398,10 +398,7 @@ fn broken_inputs_get_one_clear_line_and_nothing_is_overwritten() {
             "is not an https:// URL",
         ),
         (&["--talos-version", "v1.7.6"][..], "not supported"),
-        (
-            &["--cert-san", "not a name"][..],
-            "neither an IP address nor a DNS name",
-        ),
+        (&["--cert-san", "not a name"][..], "is not a host name"),
         (&["--token-ttl", "0h"][..], "--token-ttl"),
     ] {
         let mut args = base(&fixture("secrets.yaml"));

@@ -141,9 +141,12 @@ pub fn dotted_oid(oid: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// An input and the (tag, content) read from it, if any.
+    type Case<'a> = (&'a [u8], Option<(u8, &'a [u8])>);
+
     #[test]
     fn lengths_are_strict() {
-        let cases: [(&[u8], Option<(u8, &[u8])>); 9] = [
+        let cases: [Case<'_>; 9] = [
             (&[0x04, 0x01, 0xaa], Some((0x04, &[0xaa]))),
             (&[0x04, 0x00], Some((0x04, &[]))),
             // Indefinite length, a zero octet first, long form below 128,

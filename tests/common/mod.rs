@@ -459,7 +459,7 @@ impl Server {
 
     pub fn signal(&self, sig: i32) {
         // SAFETY: plain kill(2) on our own child.
-        let rc = unsafe { libc_kill(self.child.id() as i32, sig) };
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill failed");
     }
 
@@ -479,13 +479,9 @@ impl Server {
     }
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-pub const SIGTERM: i32 = 15;
-pub const SIGINT: i32 = 2;
-pub const SIGHUP: i32 = 1;
+pub const SIGTERM: i32 = libc::SIGTERM;
+pub const SIGINT: i32 = libc::SIGINT;
+pub const SIGHUP: i32 = libc::SIGHUP;
 
 impl Drop for Server {
     fn drop(&mut self) {
