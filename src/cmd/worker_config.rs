@@ -22,7 +22,8 @@ use super::import::{self, Material};
 use super::kubeconfig::{self, Cluster};
 use crate::cli::args::WorkerConfigArgs;
 use crate::pki::ca::MachineCa;
-use crate::pki::{cert, names, openssl_reason};
+use crate::pki::cert::{self, Profile, SubjectKey};
+use crate::pki::{names, openssl_reason};
 use crate::rfc3339;
 use crate::server::config::format_duration;
 use crate::signer::auth;
@@ -463,7 +464,14 @@ fn admin_certificate(
     let key = ca.key_type().generate().map_err(|e| openssl_reason(&e))?;
     let subject = cert::name(&[(Nid::ORGANIZATIONNAME, ADMIN_ROLE)]).map_err(|e| e.to_string())?;
     let signed = ca
-        .sign_client(&subject, &key, lifetime, now)
+        .sign(
+            Profile::Client,
+            &subject,
+            SubjectKey::Own(&key),
+            &[],
+            lifetime,
+            now,
+        )
         .map_err(|e| e.to_string())?;
     let cert_pem = signed.cert.to_pem().map_err(|e| openssl_reason(&e))?;
     let key_pem = key

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
-use openssl::pkey::{PKey, PKeyRef, Private};
+use openssl::pkey::{PKey, Private};
 use openssl::x509::{X509KeyUsage, X509NameRef, X509};
 
 use super::cert::{self, CertError, Extensions, Issuer, Profile, Signed, SubjectKey};
@@ -120,53 +120,37 @@ impl MachineCa {
 
     /// A worker's apid certificate for a checked CSR.
     pub fn sign_csr(&self, csr: &Csr, lifetime: Duration, now: i64) -> Result<Signed, CertError> {
-        let spec = cert::Spec {
-            subject: &csr.subject,
-            key: SubjectKey::Csr(&csr.key),
-            sans: &csr.sans,
-            lifetime,
-            now_unix: now,
-            extensions: &self.server_extensions,
-        };
-        cert::build(&self.issuer(), &spec)
+        let key = SubjectKey::Csr(&csr.key);
+        self.sign(Profile::Server, &csr.subject, key, &csr.sans, lifetime, now)
     }
 
-    /// A TLS server certificate for one of our own keys.
-    pub fn sign_server(
+    /// A certificate of `profile` signed by this CA, through the one builder.
+    /// The server profile's extensions are built once per CA (every call
+    /// uses them); the client profile's, rarely used, when asked.
+    pub fn sign(
         &self,
+        profile: Profile,
         subject: &X509NameRef,
-        key: &PKeyRef<Private>,
+        key: SubjectKey<'_>,
         sans: &[San],
         lifetime: Duration,
         now: i64,
     ) -> Result<Signed, CertError> {
+        let built;
+        let extensions = match profile {
+            Profile::Server => &self.server_extensions,
+            other => {
+                built = Extensions::new(other, Some(&self.cert))?;
+                &built
+            }
+        };
         let spec = cert::Spec {
             subject,
-            key: SubjectKey::Own(key),
+            key,
             sans,
             lifetime,
             now_unix: now,
-            extensions: &self.server_extensions,
-        };
-        cert::build(&self.issuer(), &spec)
-    }
-
-    /// A TLS client certificate (talosctl's admin certificate).
-    pub fn sign_client(
-        &self,
-        subject: &X509NameRef,
-        key: &PKeyRef<Private>,
-        lifetime: Duration,
-        now: i64,
-    ) -> Result<Signed, CertError> {
-        let extensions = Extensions::new(Profile::Client, Some(&self.cert))?;
-        let spec = cert::Spec {
-            subject,
-            key: SubjectKey::Own(key),
-            sans: &[],
-            lifetime,
-            now_unix: now,
-            extensions: &extensions,
+            extensions,
         };
         cert::build(&self.issuer(), &spec)
     }

@@ -307,17 +307,7 @@ mod tests {
     }
 
     fn pem(der: &[u8]) -> Vec<u8> {
-        let b64 = openssl::base64::encode_block(der);
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
-            lines.join("\n")
-        )
-        .into_bytes()
+        pem_text::encode("CERTIFICATE REQUEST", der)
     }
 
     /// A signed Ed25519 CSR: subject entries (raw bytes, as UTF8String),

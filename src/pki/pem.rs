@@ -51,6 +51,19 @@ fn encrypted_key() -> String {
     "is encrypted; provide the key unencrypted (protect it with file mode 0600)".to_string()
 }
 
+/// DER as one PEM block labelled `label`, in 64-character lines as OpenSSL
+/// writes it (the tests and the fuzz targets send CSRs so).
+pub fn encode(label: &str, der: &[u8]) -> Vec<u8> {
+    let b64 = openssl::base64::encode_block(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out.into_bytes()
+}
+
 /// The label of the first `-----BEGIN <label>-----` line.
 pub fn first_pem_label(pem: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(pem).ok()?;
@@ -80,6 +93,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::pki::keys::KeyType;
+
+    #[test]
+    fn encode_writes_what_openssl_writes() {
+        let key = PKey::generate_ed25519().unwrap();
+        let der = key.private_key_to_pkcs8().unwrap();
+        assert_eq!(
+            encode("PRIVATE KEY", &der),
+            key.private_key_to_pem_pkcs8().unwrap()
+        );
+        let now = crate::unix_now();
+        let (cert, _) = crate::pki::cert::self_signed_ca(KeyType::Rsa(2048), now).unwrap();
+        assert_eq!(
+            encode("CERTIFICATE", &cert.to_der().unwrap()),
+            cert.to_pem().unwrap()
+        );
+    }
 
     #[test]
     fn talos_label_is_relabeled_and_parsed() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use openssl::nid::Nid;
 
 use super::ca::MachineCa;
-use super::cert::{self, CertError};
+use super::cert::{self, CertError, Profile, SubjectKey};
 use super::keys::KeyType;
 use super::pem;
 use super::{openssl_reason, CryptoError, San};
@@ -46,7 +46,8 @@ pub fn generate(
         .generate()
         .map_err(c("generating the serving key"))?;
     let subject = cert::name(&[(Nid::COMMONNAME, "talos-csr-signer")])?;
-    let signed = ca.sign_server(&subject, &key, sans, lifetime, now_unix)?;
+    let own = SubjectKey::Own(&key);
+    let signed = ca.sign(Profile::Server, &subject, own, sans, lifetime, now_unix)?;
     let not_after_unix = signed.not_after_unix;
     Ok(ServingCert {
         cert_pem: signed

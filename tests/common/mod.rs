@@ -815,17 +815,7 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 
 /// DER as PEM with `label`, 64-character lines.
 pub fn pem(der: &[u8], label: &str) -> Vec<u8> {
-    let b64 = openssl::base64::encode_block(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
-    .into_bytes()
+    talos_csr_signer::pki::pem::encode(label, der)
 }
 
 /// (header length, content length) of the DER element at `der[at..]`.

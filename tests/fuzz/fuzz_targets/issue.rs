@@ -32,17 +32,6 @@ fn ca() -> &'static MachineCa {
     })
 }
 
-fn pem(der: &[u8]) -> Vec<u8> {
-    let b64 = openssl::base64::encode_block(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE REQUEST-----\n");
-    out.into_bytes()
-}
-
 fuzz_target!(|der: &[u8]| {
     let policy = Policy {
         max_sans: 1000,
@@ -55,7 +44,7 @@ fuzz_target!(|der: &[u8]| {
         ],
         ..Policy::default()
     };
-    let data = pem(der);
+    let data = talos_csr_signer::pki::pem::encode("CERTIFICATE REQUEST", der);
     let now = talos_csr_signer::unix_now();
     let issued = match issue(ca(), &policy, &data, None, Duration::from_secs(3600), now) {
         Ok(issued) => issued,
