@@ -58,11 +58,8 @@ pub struct WorkerConfigArgs {
     #[argh(option)]
     pub install_image: Option<String>,
     /// the workers' Talos release, in full (v1.8.0 or later) [default v1.13.9]
-    #[argh(
-        option,
-        default = "String::from(crate::cmd::worker_config::DEFAULT_TALOS_VERSION)"
-    )]
-    pub talos_version: String,
+    #[argh(option)]
+    pub talos_version: Option<String>,
     /// the control plane's Kubernetes version, for the kubelet image (e.g. v1.33.0) [default: Talos's own]
     #[argh(option)]
     pub kubernetes_version: Option<String>,

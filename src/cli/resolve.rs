@@ -7,13 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::args::{RequestArgs, ServeArgs, WorkerConfigArgs};
+use super::args::ServeArgs;
 use super::layout;
 use super::lookup::Lookup;
 use super::token::{self, TokenFlags};
 use super::values;
-use crate::cmd::request::Plan;
-use crate::cmd::worker_config;
 use crate::pki::San;
 use crate::server::config::{format_duration, parse_duration, DevPlan, ServeConfig, DEFAULT_PORT};
 use crate::signer::audit::Destination;
@@ -238,74 +236,6 @@ fn resolve_listen(
         [0, 0, 0, 0].into()
     };
     Ok(SocketAddr::new(ip, port))
-}
-
-impl WorkerConfigArgs {
-    pub fn resolve(self) -> Result<worker_config::Request, String> {
-        let duration =
-            |flag: &str, text: &str| parse_duration(text).map_err(|e| format!("{flag}: {e}"));
-        Ok(worker_config::Request {
-            token_ttl: duration("--token-ttl", &self.token_ttl)?,
-            admin_validity: duration("--admin-validity", &self.admin_validity)?,
-            from: self.from,
-            kubeconfig: self.kubeconfig,
-            context: self.kubeconfig_context,
-            out: self.out,
-            endpoint: self.endpoint,
-            install_disk: self.install_disk,
-            install_image: self.install_image,
-            talos_version: self.talos_version,
-            kubernetes_version: self.kubernetes_version,
-            cert_sans: self.cert_san,
-            cluster_dns: self.cluster_dns,
-            dns_domain: self.dns_domain,
-            nodes: self.node,
-            force: self.force,
-        })
-    }
-}
-
-impl RequestArgs {
-    /// The request as a worker would make it; the token by the one rule
-    /// (`cli::token`), which for a file means its one token.
-    pub fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, String> {
-        let flags = TokenFlags {
-            value: self.token.map(|v| ("--token", v)),
-            file: self.token_file,
-        };
-        let token = match token::resolve(flags, env)? {
-            Some(TokenSource::Value(v, _)) => v,
-            Some(TokenSource::File(f)) => {
-                let text = std::fs::read_to_string(&f)
-                    .map_err(|e| format!("cannot read token file {}: {e}", f.display()))?;
-                crate::signer::auth::TokenSet::single_from_file_text(&text)
-                    .map_err(|e| format!("token file {} {e}", f.display()))?
-            }
-            None => {
-                return Err(
-                    "no token: give --token or --token-file, or set TALOS_TOKEN or \
-                     TALOS_TOKEN_FILE"
-                        .to_string(),
-                )
-            }
-        };
-        let timeout = match self.timeout {
-            Some(t) => parse_duration(&t).map_err(|e| format!("--timeout: {e}"))?,
-            None => Duration::from_secs(10),
-        };
-        let mut sans: Vec<San> = self.ip.into_iter().map(San::Ip).collect();
-        sans.extend(self.dns.into_iter().map(San::Dns));
-        Plan::new(
-            &self.endpoint,
-            &self.ca,
-            token,
-            self.key_type,
-            self.cn,
-            sans,
-            self.out,
-            timeout,
-        )
-    }
 }
 
 #[cfg(test)]

@@ -18,17 +18,20 @@ use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509};
 
 use super::{env_var, out};
 use crate::cli::args::RequestArgs;
+use crate::cli::token::{self, TokenFlags};
 use crate::pki::keys::KeyType;
 use crate::pki::pem::parse_certificates;
 use crate::pki::{self, openssl_reason, San};
 use crate::proto::security::CertificateRequest;
 use crate::proto::security_grpc::SecurityServiceClient;
+use crate::server::config::parse_duration;
 use crate::server::config::DEFAULT_PORT;
+use crate::signer::auth::{TokenSet, TokenSource};
 
 /// `request`: one call like a worker's, every check printed; exit 1 when a
 /// check fails.
 pub fn run(args: RequestArgs) -> Result<ExitCode, String> {
-    let plan = args.resolve(&env_var)?;
+    let plan = Plan::from_args(args, &env_var)?;
     let answer = call(&plan)?;
     let mut ok = true;
     for check in verify(&plan, &answer) {
@@ -103,6 +106,52 @@ impl Plan {
             out,
             timeout,
         })
+    }
+}
+
+impl Plan {
+    /// The request as a worker would make it; the token by the one rule
+    /// (`cli::token`), which for a file means its one token.
+    pub fn from_args(
+        args: RequestArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Plan, String> {
+        let flags = TokenFlags {
+            value: args.token.map(|v| ("--token", v)),
+            file: args.token_file,
+        };
+        let token = match token::resolve(flags, env)? {
+            Some(TokenSource::Value(v, _)) => v,
+            Some(TokenSource::File(f)) => {
+                let text = std::fs::read_to_string(&f)
+                    .map_err(|e| format!("cannot read token file {}: {e}", f.display()))?;
+                TokenSet::single_from_file_text(&text)
+                    .map_err(|e| format!("token file {} {e}", f.display()))?
+            }
+            None => {
+                return Err(
+                    "no token: give --token or --token-file, or set TALOS_TOKEN or \
+                     TALOS_TOKEN_FILE"
+                        .to_string(),
+                )
+            }
+        };
+        let timeout = match args.timeout {
+            Some(t) => parse_duration(&t).map_err(|e| format!("--timeout: {e}"))?,
+            None => Duration::from_secs(10),
+        };
+        let mut sans: Vec<San> = args.ip.into_iter().map(San::Ip).collect();
+        sans.extend(args.dns.into_iter().map(San::Dns));
+        Plan::new(
+            &args.endpoint,
+            &args.ca,
+            token,
+            args.key_type,
+            args.cn,
+            sans,
+            args.out,
+            timeout,
+        )
     }
 }
 

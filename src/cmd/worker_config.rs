@@ -25,7 +25,7 @@ use crate::pki::ca::MachineCa;
 use crate::pki::cert::{self, Profile, SubjectKey};
 use crate::pki::{names, openssl_reason};
 use crate::rfc3339;
-use crate::server::config::format_duration;
+use crate::server::config::{format_duration, parse_duration};
 use crate::signer::auth;
 
 /// The role talosctl needs for everything (`talosctl -n <worker> version`).
@@ -33,7 +33,7 @@ const ADMIN_ROLE: &str = "os:admin";
 
 /// `worker-config`: write the files, then say where they went and what next.
 pub fn run(args: WorkerConfigArgs) -> Result<ExitCode, String> {
-    let req = args.resolve()?;
+    let req = Request::from_args(args)?;
     let written = write(&req)?;
     eprint!("{}", describe(&written, &req.out));
     Ok(ExitCode::SUCCESS)
@@ -78,6 +78,34 @@ pub struct Request {
     pub nodes: Vec<String>,
     pub admin_validity: Duration,
     pub force: bool,
+}
+
+impl Request {
+    /// The command line, its durations parsed.
+    pub fn from_args(args: WorkerConfigArgs) -> Result<Request, String> {
+        let duration =
+            |flag: &str, text: &str| parse_duration(text).map_err(|e| format!("{flag}: {e}"));
+        Ok(Request {
+            token_ttl: duration("--token-ttl", &args.token_ttl)?,
+            admin_validity: duration("--admin-validity", &args.admin_validity)?,
+            from: args.from,
+            kubeconfig: args.kubeconfig,
+            context: args.kubeconfig_context,
+            out: args.out,
+            endpoint: args.endpoint,
+            install_disk: args.install_disk,
+            install_image: args.install_image,
+            talos_version: args
+                .talos_version
+                .unwrap_or_else(|| DEFAULT_TALOS_VERSION.to_string()),
+            kubernetes_version: args.kubernetes_version,
+            cert_sans: args.cert_san,
+            cluster_dns: args.cluster_dns,
+            dns_domain: args.dns_domain,
+            nodes: args.node,
+            force: args.force,
+        })
+    }
 }
 
 /// What was written, for the command's summary.
