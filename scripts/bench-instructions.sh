@@ -75,11 +75,13 @@ count() {
       take("keygen", ":EVP_PKEY_generate ")
       take("kdf", ":EVP_KDF_derive ")
       take("cert_verify", ":ECDSA_sign_ex ")
-      take("csr", "::pki::issue::parse ")
+      take("csr_read", "::pki::csr::Unverified::read ")
+      take("csr_verify", "::pki::csr::Unverified::verify ")
       take("csr_sig", ":X509_REQ_verify_ex ")
-      take("sign", "::pki::issue::issue ")
+      take("sign", "::pki::cert::build ")
       take("ca_sig", ":X509_sign ") }
-    END { printf "%s", name; for (k in v) printf " %s=%d", k, v[k]; print "" }'
+    END { v["csr"] = v["csr_read"] + v["csr_verify"]
+          printf "%s", name; for (k in v) printf " %s=%d", k, v[k]; print "" }'
 }
 
 # Ports below the ephemeral range (32768-60999): the load generators' closed
