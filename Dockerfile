@@ -11,6 +11,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
 COPY src src
+# Cargo.toml names the benchmark client's source; worker-config embeds the
+# node RBAC manifest.
+COPY benches benches
+COPY deploy/04-talos-nodes-rbac.yaml deploy/04-talos-nodes-rbac.yaml
 RUN cargo build --release --locked --bin talos-csr-signer \
  && strip target/release/talos-csr-signer
 

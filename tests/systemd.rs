@@ -20,7 +20,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use talos_csr_signer::pki::keys::KeyType;
 
-const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+/// The load generator, built with `--features loadgen` (scripts/test.sh
+/// builds the tests so).
+fn loadgen() -> &'static str {
+    option_env!("CARGO_BIN_EXE_loadgen").unwrap_or_else(|| {
+        cannot_run(
+            "bastion_under_systemd_252",
+            "loadgen is not built: run the tests with --features loadgen (scripts/test.sh does)",
+        )
+    })
+}
 const UNIT: &str = "talos-csr-signer.service";
 
 /// A booted container; powered off when dropped.
@@ -290,7 +299,7 @@ fn bastion_under_systemd_252() {
     // callers run; not one call may fail.
     step("reload under load");
     let load = m
-        .net(LOADGEN)
+        .net(loadgen())
         .args(["calls", "--target", "127.0.0.1:50001", "--ca"])
         .arg(material.path("m2/ca.crt"))
         .arg("--token-file")
