@@ -37,8 +37,17 @@ export TALOS_SYSTEMD_ROOTFS
 missing=()
 [ "$(id -u)" -eq 0 ] || missing+=("root")
 [ -n "$TALOS_SYSTEMD_ROOTFS" ] || missing+=("a Debian 12 root file system (scripts/systemd-rootfs.sh)")
-validator="${TALOS_CONFIG_VALIDATE:-$ROOT/../shared/tools/talos-config-validate/talos-config-validate}"
-[ -x "$validator" ] || missing+=("Talos's config validator (TALOS_CONFIG_VALIDATE)")
+# Talos's machine-config validator: TALOS_CONFIG_VALIDATE, else the copy
+# beside this checkout or in this workplace's shared tools (as the tests look).
+for v in "${TALOS_CONFIG_VALIDATE:-}" "$ROOT/../shared/tools/talos-config-validate/talos-config-validate" \
+  /work/shared/tools/talos-config-validate/talos-config-validate; do
+  if [ -n "$v" ] && [ -x "$v" ]; then
+    TALOS_CONFIG_VALIDATE="$v"
+    export TALOS_CONFIG_VALIDATE
+    break
+  fi
+done
+[ -n "${TALOS_CONFIG_VALIDATE:-}" ] || missing+=("Talos's config validator (TALOS_CONFIG_VALIDATE)")
 ignored=()
 if [ ${#missing[@]} -eq 0 ]; then
   ignored=(--include-ignored)
