@@ -12,6 +12,11 @@ fn main() {
     for p in PROTOS {
         println!("cargo:rerun-if-changed={p}");
     }
+    // gRPC core's SSL_CTX_set_tmp_ecdh(P-256) reaches src/server/tls.rs
+    // instead of OpenSSL (why, and when this can go: there). `--undefined`
+    // makes the linker take the wrapper from our library.
+    println!("cargo:rustc-link-arg=-Wl,--wrap=SSL_CTX_ctrl");
+    println!("cargo:rustc-link-arg=-Wl,--undefined=__wrap_SSL_CTX_ctrl");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     protobuf_codegen::Codegen::new()

@@ -128,6 +128,24 @@ fn ecdsa_ca_signs_under_the_fips_provider_with_approved_tls() {
         .0,
         "ChaCha20 accepted"
     );
+    // A Talos worker (Go's crypto/tls, X25519 first) is asked for P-256:
+    // the groups src/server/tls.rs sets in FIPS mode are approved ones only.
+    let (proxy, seen) = recording_proxy(server.addr);
+    let out = std::process::Command::new(go_compat_bin())
+        .args(["-signer", &proxy.to_string(), "-ca"])
+        .arg(&ca)
+        .arg("-token-file")
+        .arg(setup.dir.path("token"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let hellos = server_hellos(&seen.lock().unwrap()[0]);
+    println!("Go worker in FIPS mode: {hellos:?}");
+    assert_eq!(hellos.groups.last(), Some(&0x0017), "{hellos:?}");
+    assert!(
+        !hellos.groups.contains(&0x001d),
+        "X25519 in FIPS mode: {hellos:?}"
+    );
 
     let metrics_addr = server.log_value("metrics listening on http://");
     let (_, body) = http_get(metrics_addr.trim_end_matches("/metrics"), "/metrics");

@@ -14,6 +14,7 @@ pub(crate) mod notify;
 pub(crate) mod reload;
 pub(crate) mod sched;
 pub(crate) mod signals;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};

@@ -952,3 +952,104 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A loopback proxy to `target` that keeps every byte the server sends, per
+/// connection, so a test can read each TLS handshake's plaintext part.
+pub fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(inbound) = inbound else { break };
+            let Ok(outbound) = std::net::TcpStream::connect(target) else {
+                continue;
+            };
+            let index = {
+                let mut all = record.lock().unwrap();
+                all.push(Vec::new());
+                all.len() - 1
+            };
+            let (mut up_read, mut up_write) =
+                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut up_read, &mut up_write);
+                let _ = up_write.shutdown(std::net::Shutdown::Write);
+            });
+            let record = Arc::clone(&record);
+            thread::spawn(move || {
+                let (mut down_read, mut down_write) = (outbound, inbound);
+                let mut buf = [0u8; 4096];
+                loop {
+                    match std::io::Read::read(&mut down_read, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            record.lock().unwrap()[index].extend_from_slice(&buf[..n]);
+                            if std::io::Write::write_all(&mut down_write, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = down_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// What a TLS 1.3 server's plaintext flight says: how many ServerHello
+/// messages it sent (a HelloRetryRequest is one, with its fixed random) and
+/// the key-share group of each (IANA numbers: 0x001d X25519, 0x0017 P-256).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ServerHellos {
+    pub retries: usize,
+    pub hellos: usize,
+    pub groups: Vec<u16>,
+}
+
+/// RFC 8446 4.1.3: the random of a HelloRetryRequest.
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// Reads the server's TLS records up to the first encrypted one after a real
+/// ServerHello.
+pub fn server_hellos(bytes: &[u8]) -> ServerHellos {
+    let mut out = ServerHellos::default();
+    let mut at = 0;
+    while at + 5 <= bytes.len() {
+        let (kind, len) = (
+            bytes[at],
+            usize::from(bytes[at + 3]) << 8 | usize::from(bytes[at + 4]),
+        );
+        let Some(body) = bytes.get(at + 5..at + 5 + len) else {
+            break;
+        };
+        at += 5 + len;
+        if kind == 23 && out.hellos > out.retries {
+            break;
+        }
+        if kind != 22 || body.first() != Some(&2) || body.len() < 4 + 2 + 32 + 1 {
+            continue;
+        }
+        let hello = &body[4..];
+        let retry = hello[2..34] == HRR_RANDOM;
+        out.hellos += 1;
+        out.retries += usize::from(retry);
+        let sid = usize::from(hello[34]);
+        let mut ext = 35 + sid + 2 + 1 + 2;
+        while ext + 4 <= hello.len() {
+            let typ = u16::from_be_bytes([hello[ext], hello[ext + 1]]);
+            let elen = usize::from(u16::from_be_bytes([hello[ext + 2], hello[ext + 3]]));
+            if typ == 0x0033 && elen >= 2 {
+                out.groups
+                    .push(u16::from_be_bytes([hello[ext + 4], hello[ext + 5]]));
+            }
+            ext += 4 + elen;
+        }
+    }
+    out
+}
