@@ -8,11 +8,10 @@
 #   scripts/bench-instructions.sh [CALLS]   (default 200)
 # Rows, for an Ed25519 machine CA: a worker-style call (a new TLS connection,
 # one call), split into the TLS handshake and the parts of it that OpenSSL
-# names, the CSR check and the signing; the same call when the client offers
-# P-256 first (no HelloRetryRequest: what the X25519-first clients, Go's and
-# OpenSSL's, pay because gRPC core's server offers P-256 only); the same with
-# OpenSSL's session tickets off (NumTickets = 0 through OPENSSL_CONF: what the
-# two tickets that gRPC core lets OpenSSL send after every handshake cost);
+# names, the CSR check and the signing; the same call from a client that
+# offers only P-256 (a P-256 key exchange instead of Go's and OpenSSL's
+# X25519); the same with NumTickets = 0 through OPENSSL_CONF as well (a check
+# that src/server/tls.rs already sends no tickets: it should cost nothing);
 # a call on a persistent connection; and one with a P-256 machine CA and CSR.
 # Runs in a private network namespace.
 set -euo pipefail
@@ -71,7 +70,7 @@ count() {
     /PROGRAM TOTALS/ { gsub(",", "", $1); v["total"] = $1 / n }
     { take("handshake", ":SSL_do_handshake ")
       take("peer_check", ":EVP_PKEY_derive_set_peer_ex ")
-      take("ecdh", ":ECDH_compute_key ")
+      take("ecdh", ":EVP_PKEY_derive ")
       take("keygen", ":EVP_PKEY_generate ")
       take("kdf", ":EVP_KDF_derive ")
       take("cert_verify", ":ECDSA_sign_ex ")
@@ -103,9 +102,9 @@ echo "| per worker-style call (new TLS connection, one call; Ed25519 CA, client 
 echo "|---|---|---|"
 row "all of the server's user space" "$total"
 row "TLS handshake (SSL_do_handshake)" "$(b handshake)"
-row "… ECDHE P-256: checking the client's share (EVP_PKEY_derive_set_peer: a full public-key check)" "$(b peer_check)"
-row "… ECDHE P-256: the shared secret (ECDH_compute_key)" "$(b ecdh)"
-row "… ECDHE P-256: our key share (EVP_PKEY_generate)" "$(b keygen)"
+row "… key exchange: checking the client's share (EVP_PKEY_derive_set_peer; for P-256 a full public-key check)" "$(b peer_check)"
+row "… key exchange: the shared secret (EVP_PKEY_derive)" "$(b ecdh)"
+row "… key exchange: our key share (EVP_PKEY_generate)" "$(b keygen)"
 row "… TLS 1.3 key schedule (EVP_KDF_derive, HKDF)" "$(b kdf)"
 row "… CertificateVerify (ECDSA P-256 signature)" "$(b cert_verify)"
 row "CSR check (parse, key type, proof of possession, names)" "$(b csr)"
@@ -119,8 +118,8 @@ nt_total="$(echo "$notickets" | field total)"
 pt_total="$(echo "$persistent" | field total)"
 echo "| variant | instructions per call | against the worker-style call |"
 echo "|---|---|---|"
-printf '| client offers P-256 first (no HelloRetryRequest) | %s | %s |\n' "$(k "$p256_total")" "$(k $(( p256_total - total )))"
-printf '| session tickets off (OpenSSL NumTickets = 0) | %s | %s |\n' "$(k "$nt_total")" "$(k $(( nt_total - total )))"
+printf '| client offers only P-256 (a P-256 key exchange) | %s | %s |\n' "$(k "$p256_total")" "$(k $(( p256_total - total )))"
+printf '| NumTickets = 0 through OPENSSL_CONF too (src/server/tls.rs already sends none) | %s | %s |\n' "$(k "$nt_total")" "$(k $(( nt_total - total )))"
 printf '| persistent connection (h2load -c 4 -m 4) | %s | %s |\n' "$(k "$pt_total")" "$(k $(( pt_total - total )))"
 pp="$p256_persistent"
 printf '| persistent connection, P-256 machine CA and CSR: all / CSR signature / CA signature | %s / %s / %s | |\n' \
