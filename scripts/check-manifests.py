@@ -4,7 +4,7 @@ schema makes, for scripts/check-deploy.sh:
 
     check-manifests.py builtin FILE          print the Kubernetes built-in kinds (for kubernetes-validate)
     check-manifests.py wiring FILE IMAGE     the signer's image and its cert-manager wiring agree
-    check-manifests.py kamaji-pod FILE       the TCP's signer container and volumes as a Pod (JSON)
+    check-manifests.py kamaji-pod FILE       a TCP's or KCP's signer container and volumes as a Pod (JSON)
 
 `wiring` fails, naming what to fix, unless: every signer container runs IMAGE;
 every cert-manager Issuer signs from the Secret the signer reads its CA from;
@@ -17,7 +17,7 @@ import sys
 
 import yaml
 
-CUSTOM_GROUPS = ("cert-manager.io/", "kamaji.clastix.io/")
+CUSTOM_GROUPS = ("cert-manager.io/", "kamaji.clastix.io/", "controlplane.cluster.x-k8s.io/")
 SIGNER_NAMES = ("signer", "talos-csr-signer")
 
 
@@ -35,6 +35,9 @@ def pod_specs(doc):
     elif kind == "TenantControlPlane":
         dep = doc["spec"]["controlPlane"]["deployment"]
         yield dep.get("additionalContainers", []), dep.get("additionalVolumes", [])
+    elif kind == "KamajiControlPlane":
+        dep = doc["spec"]["deployment"]
+        yield dep.get("extraContainers", []), dep.get("extraVolumes", [])
 
 
 def mounted_secret(container, volumes, path):
@@ -89,11 +92,11 @@ def main(argv):
     elif what == "wiring":
         sys.exit(wiring(path, argv[3]))
     elif what == "kamaji-pod":
-        tcp = next(d for d in docs(path) if d["kind"] == "TenantControlPlane")
-        containers, volumes = next(pod_specs(tcp))
+        cp = next(d for d in docs(path) if d["kind"] in ("TenantControlPlane", "KamajiControlPlane"))
+        containers, volumes = next(pod_specs(cp))
+        security = cp["spec"].get("controlPlane", {}).get("deployment", {}).get("podSecurityContext", {})
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "signer"},
-               "spec": {"containers": containers, "volumes": volumes,
-                        "securityContext": tcp["spec"]["controlPlane"]["deployment"].get("podSecurityContext", {})}}
+               "spec": {"containers": containers, "volumes": volumes, "securityContext": security}}
         json.dump(pod, sys.stdout)
     else:
         sys.exit(__doc__)

@@ -103,3 +103,46 @@ h2load_certificate() { # CPU PORT CA_DIR BODY, then h2load options
     -H "token: $(cat "$dir/token")" -d "$body" \
     "https://127.0.0.1:$port/securityapi.SecurityService/Certificate" 2>&1
 }
+
+# The first Debian archive URI apt uses here. Files that do not exist are
+# skipped, so a machine with only deb822 sources (no sources.list) works,
+# and no match at all is an empty answer, not an error.
+debian_mirror() {
+  local files=()
+  [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
+  [ -d /etc/apt/sources.list.d ] && files+=(/etc/apt/sources.list.d)
+  [ ${#files[@]} -gt 0 ] || return 0
+  { grep -rhv '^[[:space:]]*#' "${files[@]}" 2>/dev/null || true; } |
+    { grep -oE 'https?://[^ ]*/debian/?( |$)' || true; } | head -n 1 | tr -d ' '
+}
+
+# podman for our scripts and tests, never the Dockerfile or the commands
+# users type: its own image store in our cache directory (so a run with empty
+# caches, as CI's, starts with no image at all, and an operator's images are
+# left alone), and what this machine needs and a normal one does not: runc
+# where crun cannot run (cgroups in hybrid mode), and ulimits no higher than
+# root may set (without CAP_SYS_RESOURCE podman's default of 1048576 open
+# files fails). Exports CONTAINERS_CONF and CONTAINERS_STORAGE_CONF.
+podman_here() {
+  command -v podman >/dev/null 2>&1 || apt_install podman
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer/containers" files procs
+  local conf="$dir/containers.conf" storage="$dir/storage.conf"
+  mkdir -p "$dir"
+  printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\nrunroot = "%s/run"\n' \
+    "$dir" "$dir" >"$storage"
+  export CONTAINERS_STORAGE_CONF="$storage"
+  files="$(ulimit -Hn)" procs="$(ulimit -Hu)"
+  [ "$files" = unlimited ] && files=1048576
+  # Seen here: the hard process limit itself was refused, 32768 was not.
+  { [ "$procs" = unlimited ] || [ "$procs" -gt 32768 ]; } && procs=32768
+  {
+    echo '[containers]'
+    echo "default_ulimits = [\"nofile=$files:$files\", \"nproc=$procs:$procs\"]"
+    if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+      command -v runc >/dev/null 2>&1 || apt_install runc
+      echo '[engine]'
+      echo 'runtime = "runc"'
+    fi
+  } >"$conf"
+  export CONTAINERS_CONF="$conf"
+}

@@ -17,17 +17,6 @@ DIR="${TALOS_SYSTEMD_ROOTFS:-${XDG_CACHE_HOME:-$HOME/.cache}/talos-csr-signer/de
 [ -x "$DIR/lib/systemd/systemd" ] && [ -e "$DIR/.complete" ] && { echo "$DIR"; exit 0; }
 [ "$(id -u)" -eq 0 ] || { echo "systemd-rootfs: needs root to debootstrap" >&2; exit 0; }
 
-# The first Debian archive URI apt uses here. Files that do not exist are
-# skipped, so a machine with only deb822 sources (no sources.list) works,
-# and no match at all is an empty answer, not an error.
-debian_mirror() {
-  local files=()
-  [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-  [ -d /etc/apt/sources.list.d ] && files+=(/etc/apt/sources.list.d)
-  [ ${#files[@]} -gt 0 ] || return 0
-  { grep -rhv '^[[:space:]]*#' "${files[@]}" 2>/dev/null || true; } |
-    { grep -oE 'https?://[^ ]*/debian/?( |$)' || true; } | head -n 1 | tr -d ' '
-}
 command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
 command -v systemd-nspawn >/dev/null 2>&1 || apt_install systemd-container
 mirror="${DEBIAN_MIRROR:-$(debian_mirror)}"

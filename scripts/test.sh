@@ -7,9 +7,10 @@
 # tests use: Python's h2, Go, kubernetes-validate; builds the OpenSSL FIPS
 # provider the FIPS tests use (scripts/fips-provider.sh, cached) and the
 # Debian 12 root file system the systemd tests boot
-# (scripts/systemd-rootfs.sh, cached).
+# (scripts/systemd-rootfs.sh, cached), and as root the container image
+# (scripts/image.sh build).
 #
-# Tests that need what a machine may lack (root for namespaces and
+# Tests that need what a machine may lack (root for namespaces, podman and
 # systemd-nspawn, Talos's config validator) are marked ignored, with the
 # reason; they run here (--include-ignored) when everything they need is
 # there, and cargo lists them as ignored otherwise. Under CI
@@ -33,6 +34,16 @@ export TALOS_FIPS_DIR
 # is made once and cached (empty where it cannot be made).
 TALOS_SYSTEMD_ROOTFS="$(scripts/systemd-rootfs.sh)"
 export TALOS_SYSTEMD_ROOTFS
+
+# The container tests run the image built from the Dockerfile, with podman in
+# our own image store (scripts/image.sh; the first build compiles gRPC core in
+# the container, 15 minutes or more). Root only, as podman is here.
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/image.sh build
+  podman_here
+  TALOS_IMAGE="localhost/talos-csr-signer:dev"
+  export TALOS_IMAGE
+fi
 
 missing=()
 [ "$(id -u)" -eq 0 ] || missing+=("root")

@@ -8,23 +8,17 @@
 //! namespace's loopback. The workers are Go's crypto/tls + net/http making the
 //! Certificate call (tests/go/talos_compat.go) and our grpcio `request`.
 //!
-//! Needs root (unshare). Without it the tests say so and pass, except under
-//! CI (TALOS_CSR_SIGNER_CI=1), where they fail.
+//! Needs root (unshare): the tests are marked ignored with that reason, and
+//! scripts/test.sh runs them as root.
 
 mod common;
 
-use std::os::unix::fs::symlink;
 use std::process::Command;
 
 use common::*;
 use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
-};
-use openssl::x509::{X509Builder, X509Name, X509};
+use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use openssl::x509::X509Builder;
 use talos_csr_signer::pki::keys::KeyType;
 
 /// These tests need root for mount and network namespaces (`unshare`).
@@ -60,14 +54,7 @@ impl Pod {
     /// A Secret volume mounted at /etc/MOUNT as kubelet writes it: the files
     /// in a timestamped directory, `..data` pointing at it, one symlink per key.
     fn secret_volume(&self, mount: &str, files: &[(&str, Vec<u8>)]) {
-        let root = self.dir.path("upper").join(mount);
-        let stamped = root.join("..2026_12_01_10_00_00.000000001");
-        std::fs::create_dir_all(&stamped).unwrap();
-        for (name, data) in files {
-            std::fs::write(stamped.join(name), data).unwrap();
-            symlink(format!("..data/{name}"), root.join(name)).unwrap();
-        }
-        symlink("..2026_12_01_10_00_00.000000001", root.join("..data")).unwrap();
+        secret_volume(&self.dir.path("upper").join(mount), files);
     }
 
     /// Starts the signer as the container would: `args` after the image's
@@ -167,70 +154,6 @@ fn talos_key_pem(ca: &Ca) -> Vec<u8> {
     let pem = String::from_utf8(ca.key_pem()).unwrap();
     pem.replace("PRIVATE KEY", "ED25519 PRIVATE KEY")
         .into_bytes()
-}
-
-/// A serving certificate as cert-manager's CA Issuer signs it: empty subject,
-/// critical SANs, key usages digitalSignature + keyEncipherment, serverAuth.
-/// The key as cert-manager encodes it by default (SEC1 for ECDSA, PKCS#1 for
-/// RSA, PKCS#8 for Ed25519).
-fn cert_manager_cert(
-    issuer: &X509,
-    issuer_key: &PKey<Private>,
-    key_type: KeyType,
-    dns: &[&str],
-    ips: &[&str],
-) -> (X509, Vec<u8>) {
-    let key = key_type.generate().unwrap();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(127, MsbOption::ONE, false).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&X509Name::builder().unwrap().build())
-        .unwrap();
-    b.set_issuer_name(issuer.subject_name()).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(90).unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_encipherment()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().build().unwrap())
-        .unwrap();
-    let mut san = SubjectAlternativeName::new();
-    san.critical();
-    for d in dns {
-        san.dns(d);
-    }
-    for ip in ips {
-        san.ip(ip);
-    }
-    let san = san.build(&b.x509v3_context(Some(issuer), None)).unwrap();
-    b.append_extension(san).unwrap();
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(true)
-        .build(&b.x509v3_context(Some(issuer), None))
-        .unwrap();
-    b.append_extension(aki).unwrap();
-    let kt = KeyType::of(issuer_key).unwrap();
-    b.sign(issuer_key, kt.signing_digest()).unwrap();
-    let key_pem = match key_type {
-        KeyType::Ed25519 => key.private_key_to_pem_pkcs8().unwrap(),
-        KeyType::Rsa(_) => key.rsa().unwrap().private_key_to_pem().unwrap(),
-        _ => key.ec_key().unwrap().private_key_to_pem().unwrap(),
-    };
-    (b.build(), key_pem)
 }
 
 /// An intermediate CA under the OS CA (for a serving chain in tls.crt).

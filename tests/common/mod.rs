@@ -20,7 +20,8 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
 use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
 };
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{
@@ -1052,4 +1053,93 @@ pub fn server_hellos(bytes: &[u8]) -> ServerHellos {
         }
     }
     out
+}
+
+/// A Secret volume in `root` as kubelet writes it: the files in a
+/// timestamped directory, `..data` pointing at it, one symlink per key.
+pub fn secret_volume(root: &Path, files: &[(&str, Vec<u8>)]) {
+    let stamped = root.join("..2026_12_01_10_00_00.000000001");
+    std::fs::create_dir_all(&stamped).unwrap();
+    for (name, data) in files {
+        std::fs::write(stamped.join(name), data).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink("..2026_12_01_10_00_00.000000001", root.join("..data")).unwrap();
+}
+
+/// A Secret update as kubelet makes it: the new files in a new timestamped
+/// directory, then `..data` swapped to it in one rename.
+pub fn update_secret_volume(root: &Path, files: &[(&str, Vec<u8>)]) {
+    let stamped = root.join("..2026_12_01_11_00_00.000000002");
+    std::fs::create_dir_all(&stamped).unwrap();
+    for (name, data) in files {
+        std::fs::write(stamped.join(name), data).unwrap();
+    }
+    let tmp = root.join("..data_tmp");
+    std::os::unix::fs::symlink("..2026_12_01_11_00_00.000000002", &tmp).unwrap();
+    std::fs::rename(&tmp, root.join("..data")).unwrap();
+}
+
+/// A serving certificate as cert-manager's CA Issuer signs it: empty subject,
+/// critical SANs, key usages digitalSignature + keyEncipherment, serverAuth.
+/// The key as cert-manager encodes it by default (SEC1 for ECDSA, PKCS#1 for
+/// RSA, PKCS#8 for Ed25519).
+pub fn cert_manager_cert(
+    issuer: &X509,
+    issuer_key: &PKey<Private>,
+    key_type: KeyType,
+    dns: &[&str],
+    ips: &[&str],
+) -> (X509, Vec<u8>) {
+    let key = key_type.generate().unwrap();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(127, MsbOption::ONE, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&X509Name::builder().unwrap().build())
+        .unwrap();
+    b.set_issuer_name(issuer.subject_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(90).unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().build().unwrap())
+        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    san.critical();
+    for d in dns {
+        san.dns(d);
+    }
+    for ip in ips {
+        san.ip(ip);
+    }
+    let san = san.build(&b.x509v3_context(Some(issuer), None)).unwrap();
+    b.append_extension(san).unwrap();
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(true)
+        .build(&b.x509v3_context(Some(issuer), None))
+        .unwrap();
+    b.append_extension(aki).unwrap();
+    let kt = KeyType::of(issuer_key).unwrap();
+    b.sign(issuer_key, kt.signing_digest()).unwrap();
+    let key_pem = match key_type {
+        KeyType::Ed25519 => key.private_key_to_pem_pkcs8().unwrap(),
+        KeyType::Rsa(_) => key.rsa().unwrap().private_key_to_pem().unwrap(),
+        _ => key.ec_key().unwrap().private_key_to_pem().unwrap(),
+    };
+    (b.build(), key_pem)
 }

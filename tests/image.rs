@@ -1,0 +1,560 @@
+//! The container image users run, run as they run it: built from the
+//! Dockerfile (scripts/image.sh build), started by podman (this machine has
+//! no Docker engine; a `docker` shim runs podman for the README's line), read
+//! only, as UID 65532, without capabilities. Workers are Go's crypto/tls and
+//! our `request` on the host, through the published port.
+//!
+//! Needs root, podman and the image: the tests are marked ignored with that
+//! reason, and scripts/test.sh builds the image and runs them as root.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use grpcio::ChannelBuilder;
+use talos_csr_signer::pki::keys::KeyType;
+use talos_csr_signer::proto::health::health_check_response::ServingStatus;
+use talos_csr_signer::proto::health::HealthCheckRequest;
+use talos_csr_signer::proto::health_grpc::HealthClient;
+
+const NEEDS: &str = "needs root, podman and the image (scripts/image.sh build)";
+
+fn image() -> String {
+    std::env::var("TALOS_IMAGE").unwrap_or_else(|_| "localhost/talos-csr-signer:dev".into())
+}
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman").args(args).output().unwrap()
+}
+
+fn require_image(test: &str) {
+    let ok = Command::new("podman")
+        .args(["image", "exists", &image()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        cannot_run(test, NEEDS);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A container, removed when dropped.
+struct Container(String);
+
+impl Container {
+    /// `podman run -d` with the hardening the Kubernetes manifests use, then
+    /// `extra` options, the image, and `args` after its entrypoint.
+    fn run(extra: &[&str], args: &[&str]) -> Container {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tcs-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut all = vec!["run", "-d", "--name", &name];
+        all.extend(HARDENED);
+        all.extend(extra);
+        let image = image();
+        all.push(&image);
+        all.extend(args);
+        let out = podman(&all);
+        assert!(out.status.success(), "podman run: {}", output_text(&out));
+        Container(name)
+    }
+
+    fn logs(&self) -> String {
+        output_text(&podman(&["logs", &self.0]))
+    }
+
+    fn wait_log(&self, needle: &str) {
+        wait_until(Duration::from_secs(30), needle, || {
+            self.logs().contains(needle)
+        });
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        let out = podman(&["inspect", "--format", format, &self.0]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn wait_exit(&self) -> i32 {
+        let out = podman(&["wait", &self.0]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "-f", "-t", "0", &self.0]);
+    }
+}
+
+/// What a Pod's securityContext says in deploy/: read-only root, UID 65532,
+/// no capabilities, no privilege gain.
+const HARDENED: [&str; 7] = [
+    "--read-only",
+    "--user",
+    "65532:65532",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+];
+
+/// Secret files readable by 65532 (a Pod gets that through fsGroup).
+fn world_readable(dir: &Path) {
+    Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir)
+        .status()
+        .unwrap();
+}
+
+/// The Go worker dialling `name` at `addr`, making its Certificate call.
+fn go_worker(addr: SocketAddr, name: Option<&str>, ca: &Path, token: &Path) -> String {
+    let mut cmd = Command::new(go_compat_bin());
+    cmd.args(["-signer", &addr.to_string(), "-ca"])
+        .arg(ca)
+        .arg("-token-file")
+        .arg(token);
+    if let Some(name) = name {
+        cmd.args(["-server-name", name]);
+    }
+    let text = output_text(&cmd.output().unwrap());
+    assert!(text.ends_with("PASS\n"), "Go worker:\n{text}");
+    text
+}
+
+/// Our `request` on the host against `endpoint`.
+fn request(endpoint: &str, ca: &Path, token: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["request", "--endpoint", endpoint, "--ca"])
+        .arg(ca)
+        .arg("--token-file")
+        .arg(token)
+        .args(["--cn", "worker-9", "--ip", "127.0.0.1", "--dns", "worker-9"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "request:\n{text}");
+    text
+}
+
+/// The Go signer's current contract with only the image changed: no
+/// arguments, TALOS_TOKEN from the environment, cert-manager's CA Secret at
+/// /etc/talos-ca and its serving certificate (DNS SANs only) at
+/// /etc/talos-server-crt, both in kubelet's layout.
+#[test]
+#[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
+fn the_go_signer_contract_with_only_the_image_changed() {
+    require_image("the_go_signer_contract_with_only_the_image_changed");
+    let ca = Ca::new(KeyType::Ed25519);
+    let dir = TempDir::new("img-go");
+    let (serving, serving_key) =
+        cert_manager_cert(&ca.cert, &ca.key, KeyType::EcP256, &["signer.example"], &[]);
+    secret_volume(
+        &dir.path("talos-ca"),
+        &[
+            ("tls.crt", ca.cert_pem()),
+            ("tls.key", ca.key_pem()),
+            ("ca.crt", ca.cert_pem()),
+        ],
+    );
+    secret_volume(
+        &dir.path("serving"),
+        &[
+            ("tls.crt", serving.to_pem().unwrap()),
+            ("tls.key", serving_key),
+            ("ca.crt", ca.cert_pem()),
+        ],
+    );
+    world_readable(&dir.0);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:50001");
+    let ca_mount = format!("{}:/etc/talos-ca:ro", dir.path("talos-ca").display());
+    let srv_mount = format!("{}:/etc/talos-server-crt:ro", dir.path("serving").display());
+    let token_env = format!("TALOS_TOKEN={TOKEN}");
+    let c = Container::run(
+        &[
+            "-p", &publish, "-v", &ca_mount, "-v", &srv_mount, "-e", &token_env,
+        ],
+        &[],
+    );
+    c.wait_log("listening on");
+    assert_eq!(c.inspect("{{.Config.User}}"), "65532:65532");
+    let worker = worker_files(&ca, &dir);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    println!(
+        "{}",
+        go_worker(addr, Some("signer.example"), &worker.0, &worker.1)
+    );
+    let log = c.logs();
+    assert!(
+        log.contains("chosen by the default paths of a cert-manager CA Secret"),
+        "{log}"
+    );
+    assert!(log.contains("/etc/talos-server-crt/tls.crt"), "{log}");
+    assert!(!log.contains(TOKEN), "the token reached the log");
+}
+
+/// ca.crt and token as a worker holds them.
+fn worker_files(ca: &Ca, dir: &TempDir) -> (PathBuf, PathBuf) {
+    (
+        dir.write("worker-ca.crt", &ca.cert_pem()),
+        dir.write("worker-token", format!("{TOKEN}\n").as_bytes()),
+    )
+}
+
+/// The README's `docker run` line, as written, through a `docker` that runs
+/// podman; and dev mode in a container, with `request` from the host.
+#[test]
+#[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
+fn the_readme_docker_run_line_works_as_written() {
+    require_image("the_readme_docker_run_line_works_as_written");
+    let line = readme_block("**Run the image**");
+    let published = line
+        .split_whitespace()
+        .find(|w| w.contains("talos-csr-signer:"))
+        .expect("the line names our image")
+        .to_string();
+    // The image deploy/image names, the one place that does.
+    let kustomization = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/image/kustomization.yaml"),
+    )
+    .unwrap();
+    let field = |key: &str| {
+        kustomization
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        published,
+        format!("{}:{}", field("newName:"), field("newTag:"))
+    );
+    assert!(podman(&["tag", &image(), &published]).status.success());
+    let dir = TempDir::new("img-readme");
+    let ca = Ca::new(KeyType::Ed25519);
+    // What `talos-csr-signer import --out ./talos-ca` writes.
+    std::fs::create_dir_all(dir.path("talos-ca")).unwrap();
+    dir.write("talos-ca/ca.crt", &ca.cert_pem());
+    dir.write("talos-ca/ca.key", &ca.key_pem());
+    dir.write("talos-ca/token", format!("{TOKEN}\n").as_bytes());
+    let shim = docker_shim(&dir);
+    let mut run = Command::new("bash");
+    run.args(["-c", &line])
+        .current_dir(&dir.0)
+        .env(
+            "PATH",
+            format!("{}:{}", shim.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("TALOS_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut server = Server::spawn(run);
+    request(
+        &format!("127.0.0.1:{}", server.addr.port()),
+        &dir.path("talos-ca/ca.crt"),
+        &dir.path("talos-ca/token"),
+    );
+    // `docker run` in the foreground passes SIGTERM on to the container.
+    server.signal(SIGTERM);
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        server.log()
+    );
+    assert!(server.log().contains("stopped"), "{}", server.log());
+    let _ = podman(&["rmi", &published]);
+}
+
+/// A `docker` command that is podman, as podman-docker installs it.
+fn docker_shim(dir: &TempDir) -> PathBuf {
+    let bin = dir.path("shim");
+    std::fs::create_dir_all(&bin).unwrap();
+    let docker = bin.join("docker");
+    std::fs::write(&docker, "#!/bin/sh\nexec podman \"$@\"\n").unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&docker)
+        .status()
+        .unwrap();
+    bin
+}
+
+/// The sh block after the line starting with `marker` in README.md, its
+/// backslash continuations joined.
+fn readme_block(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let after = &readme[readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README has {marker}"))..];
+    let open = after.find("```sh\n").unwrap() + 6;
+    let close = open + after[open..].find("```").unwrap();
+    after[open..close].replace("\\\n", " ")
+}
+
+#[test]
+#[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
+fn dev_mode_in_a_container_serves_the_host() {
+    require_image("dev_mode_in_a_container_serves_the_host");
+    let dir = TempDir::new("img-dev");
+    std::fs::create_dir_all(dir.path("dev-pki")).unwrap();
+    Command::new("chmod")
+        .arg("777")
+        .arg(dir.path("dev-pki"))
+        .status()
+        .unwrap();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:50001");
+    let mount = format!("{}:/dev-pki", dir.path("dev-pki").display());
+    let c = Container::run(
+        &["-p", &publish, "-v", &mount],
+        &[
+            "serve",
+            "--dev",
+            "--dev-dir",
+            "/dev-pki",
+            "--listen",
+            "0.0.0.0:50001",
+        ],
+    );
+    c.wait_log("request a certificate like a Talos worker with:");
+    request(
+        &format!("127.0.0.1:{port}"),
+        &dir.path("dev-pki/ca.crt"),
+        &dir.path("dev-pki/token"),
+    );
+}
+
+/// Ready within a second, gone with exit 0 well inside `docker stop`'s
+/// 10 s, a Secret update picked up without a restart; and a missing or bad
+/// CA ends the container with 78 and one log line naming the file.
+#[test]
+#[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
+fn lifecycle_ready_reload_stop_and_bad_config() {
+    require_image("lifecycle_ready_reload_stop_and_bad_config");
+    let ca = Ca::new(KeyType::EcP256);
+    let dir = TempDir::new("img-life");
+    let files = |ca: &Ca| {
+        vec![
+            ("ca.crt", ca.cert_pem()),
+            ("ca.key", ca.key_pem()),
+            ("token", format!("{TOKEN}\n").into_bytes()),
+        ]
+    };
+    secret_volume(&dir.path("talos-ca"), &files(&ca));
+    world_readable(&dir.0);
+    let (port, health) = (free_port(), free_port());
+    let publish = format!("127.0.0.1:{port}:50001");
+    let publish_health = format!("127.0.0.1:{health}:50002");
+    let mount = format!("{}:/etc/talos-ca:ro", dir.path("talos-ca").display());
+    let c = Container::run(
+        &[
+            "-p",
+            &publish,
+            "-p",
+            &publish_health,
+            "-v",
+            &mount,
+            "-e",
+            "TALOS_TOKEN_FILE=/etc/talos-ca/token",
+            "-e",
+            "RELOAD_INTERVAL=1s",
+        ],
+        &["--health-listen", "0.0.0.0:50002"],
+    );
+    let started = Instant::now();
+    // A new channel for every look: a refused connection would otherwise put
+    // the channel into gRPC's reconnect back-off (1 s), which is not ours.
+    let target = format!("127.0.0.1:{health}");
+    let serving = || {
+        let client = HealthClient::new(ChannelBuilder::new(env()).connect(&target));
+        let opt = grpcio::CallOption::default().timeout(Duration::from_millis(200));
+        client
+            .check_opt(&HealthCheckRequest::default(), opt)
+            .is_ok_and(|r| r.status == ServingStatus::SERVING.into())
+    };
+    wait_until(Duration::from_secs(10), "health SERVING", serving);
+    let ready = started.elapsed();
+    println!(
+        "ready (health SERVING through the published port) {ready:?} after podman run returned"
+    );
+    assert!(ready < Duration::from_secs(1), "ready after {ready:?}");
+    request(
+        &format!("127.0.0.1:{port}"),
+        &dir.path("talos-ca/..data/ca.crt"),
+        &dir.path("talos-ca/..data/token"),
+    );
+
+    // A Secret update as kubelet makes it: a new CA, `..data` swapped.
+    let rotated = Ca::new(KeyType::EcP256);
+    update_secret_volume(&dir.path("talos-ca"), &files(&rotated));
+    world_readable(&dir.0);
+    c.wait_log("reloaded (input files changed)");
+    let fresh = dir.write("rotated-ca.crt", &rotated.cert_pem());
+    let token = dir.write("worker-token", format!("{TOKEN}\n").as_bytes());
+    request(&format!("127.0.0.1:{port}"), &fresh, &token);
+
+    let stop = Instant::now();
+    assert!(podman(&["stop", "-t", "10", &c.0]).status.success());
+    let took = stop.elapsed();
+    println!(
+        "docker stop: {took:?}, exit {}",
+        c.inspect("{{.State.ExitCode}}")
+    );
+    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.logs());
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(c.logs().contains("stopped"), "{}", c.logs());
+
+    // No CA at all, then a CA file that is no certificate.
+    let missing = Container::run(&["-e", &format!("TALOS_TOKEN={TOKEN}")], &[]);
+    assert_eq!(missing.wait_exit(), 78, "{}", missing.logs());
+    let log = missing.logs();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("/etc/talos-ca/ca.crt"), "{log}");
+    let bad = TempDir::new("img-bad");
+    bad.write("ca.crt", b"not a certificate\n");
+    bad.write("ca.key", &ca.key_pem());
+    world_readable(&bad.0);
+    let bad_mount = format!("{}:/etc/talos-ca:ro", bad.0.display());
+    let broken = Container::run(
+        &["-v", &bad_mount, "-e", &format!("TALOS_TOKEN={TOKEN}")],
+        &[],
+    );
+    assert_eq!(broken.wait_exit(), 78, "{}", broken.logs());
+    let log = broken.logs();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("CA certificate /etc/talos-ca/ca.crt"), "{log}");
+}
+
+/// The image holds the binary, its libraries and the account, nothing else:
+/// no shell, no benchmark tools; its labels say what it is.
+#[test]
+#[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
+fn the_image_holds_only_what_the_binary_needs() {
+    require_image("the_image_holds_only_what_the_binary_needs");
+    let shell = podman(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        &image(),
+        "-c",
+        "true",
+    ]);
+    assert!(!shell.status.success(), "the image has a shell");
+    let id = String::from_utf8(podman(&["create", &image()]).stdout).unwrap();
+    let id = id.trim();
+    let export = Command::new("sh")
+        .arg("-c")
+        .arg(format!("podman export {id} | tar -t"))
+        .output()
+        .unwrap();
+    let _ = podman(&["rm", id]);
+    let files: Vec<String> = String::from_utf8(export.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.ends_with('/'))
+        .map(str::to_string)
+        .collect();
+    println!("{files:#?}");
+    let unexpected: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            !(f.starts_with("usr/lib/") || f.starts_with("lib")
+                || [
+                    "usr/local/bin/talos-csr-signer",
+                    "etc/passwd",
+                    "etc/group",
+                ]
+                .contains(&f.as_str())
+                // podman adds these when it creates a container.
+                || f.starts_with("etc/hosts") || f.starts_with("etc/resolv") || f.starts_with("run/"))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "unexpected files: {unexpected:?}");
+    assert!(!files.iter().any(|f| f.contains("loadgen")));
+    let labels = String::from_utf8(
+        podman(&["image", "inspect", "--format", "{{json .Labels}}", &image()]).stdout,
+    )
+    .unwrap();
+    for label in [
+        "org.opencontainers.image.source",
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.licenses",
+    ] {
+        assert!(labels.contains(label), "{labels}");
+    }
+    let user = String::from_utf8(
+        podman(&["image", "inspect", "--format", "{{.Config.User}}", &image()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(user.trim(), "65532:65532");
+}
+
+/// FIPS mode in the image, with the OpenSSL 3.0.8 FIPS provider
+/// (scripts/fips-provider.sh) mounted where its configuration names it.
+#[test]
+#[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
+fn fips_mode_in_the_image_with_a_mounted_provider() {
+    require_image("fips_mode_in_the_image_with_a_mounted_provider");
+    let fips = PathBuf::from(std::env::var("TALOS_FIPS_DIR").unwrap_or_else(|_| {
+        cannot_run(
+            "fips_mode_in_the_image_with_a_mounted_provider",
+            "no TALOS_FIPS_DIR (scripts/test.sh builds the provider)",
+        )
+    }));
+    let ca = Ca::new(KeyType::EcP256);
+    let dir = TempDir::new("img-fips");
+    std::fs::create_dir_all(dir.path("talos-ca")).unwrap();
+    dir.write("talos-ca/ca.crt", &ca.cert_pem());
+    dir.write("talos-ca/ca.key", &ca.key_pem());
+    world_readable(&dir.0);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:50001");
+    let ca_mount = format!("{}:/etc/talos-ca:ro", dir.path("talos-ca").display());
+    // openssl-fips.cnf includes fipsmodule.cnf by its absolute path.
+    let fips_mount = format!("{0}:{0}:ro", fips.display());
+    let modules = format!("OPENSSL_MODULES={}", fips.display());
+    let conf = format!("OPENSSL_CONF={}", fips.join("openssl-fips.cnf").display());
+    let token_env = format!("TALOS_TOKEN={TOKEN}");
+    let c = Container::run(
+        &[
+            "-p",
+            &publish,
+            "-v",
+            &ca_mount,
+            "-v",
+            &fips_mount,
+            "-e",
+            &modules,
+            "-e",
+            &conf,
+            "-e",
+            &token_env,
+        ],
+        &["--fips"],
+    );
+    c.wait_log("listening on");
+    let log = c.logs();
+    assert!(log.contains("FIPS mode: on via"), "{log}");
+    assert!(log.contains("provider fips 3.0.8"), "{log}");
+    let worker = worker_files(&ca, &dir);
+    request(&format!("127.0.0.1:{port}"), &worker.0, &worker.1);
+}
