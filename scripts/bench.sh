@@ -243,6 +243,18 @@ if [ -x "$go_signer" ] && [ "$(id -u)" -eq 0 ]; then
     echo
     "$ROOT/scripts/bench-vs-go.sh" "$go_signer"
   } >>"$work/table.md"
+  # The same for the binary as built in the image (Debian 13, OpenSSL 3.5),
+  # with the image's own libraries, where the image is here.
+  if "$ROOT/scripts/image.sh" extract "$work/image" >/dev/null 2>&1; then
+    {
+      echo
+      echo "### The same, for the binary as built in the image (scripts/image.sh extract)"
+      echo
+      SIGNER="$work/image/run" "$ROOT/scripts/bench-vs-go.sh" "$go_signer"
+    } >>"$work/table.md"
+  else
+    echo "bench: no image (scripts/image.sh build): no side-by-side table for its binary" >&2
+  fi
 else
   echo "bench: no Go signer at $go_signer (or not root): no side-by-side table" >&2
 fi

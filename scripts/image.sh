@@ -9,6 +9,9 @@
 #                            pull when the base is present), from the files
 #                            git tracks (a clean context: no target/)
 #   scripts/image.sh save FILE   the image as an OCI archive
+#   scripts/image.sh extract DIR the image's files in DIR/root and DIR/run,
+#                            which runs its binary here with the image's own
+#                            loader and libraries (for side-by-side benchmarks)
 # Env: IMAGE_TAG overrides localhost/talos-csr-signer:dev.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -80,9 +83,30 @@ save() {
   echo "image: saved $TAG as $file" >&2
 }
 
+extract() {
+  local e dir="${1:?give a directory}" id
+  e="$(engine)"
+  [ "$e" = podman ] && podman_here
+  "$e" image inspect "$TAG" >/dev/null 2>&1 || die "no image $TAG: run $(basename "$0") build"
+  rm -rf "$dir/root"
+  mkdir -p "$dir/root"
+  id="$("$e" create "$TAG")"
+  "$e" export "$id" | tar -x -C "$dir/root"
+  "$e" rm "$id" >/dev/null
+  local loader libs
+  loader="$(find "$dir/root/lib64" "$dir/root/lib" -name 'ld-linux*.so*' 2>/dev/null | head -n 1)"
+  libs="$(dirname "$(find "$dir/root" -name 'libc.so.6' | head -n 1)")"
+  { [ -n "$loader" ] && [ -n "$libs" ]; } || die "no loader or libc in $TAG"
+  printf '#!/bin/sh\n# %s'"'"'s binary with its own loader and libraries.\nexec %s --library-path %s %s "$@"\n' \
+    "$TAG" "$loader" "$libs" "$dir/root/usr/local/bin/talos-csr-signer" >"$dir/run"
+  chmod +x "$dir/run"
+  echo "$dir/run"
+}
+
 case "${1:-}" in
   bases) bases ;;
   build) bases; build ;;
   save) shift; save "$@" ;;
-  *) die "usage: $(basename "$0") bases|build|save FILE" ;;
+  extract) shift; extract "$@" ;;
+  *) die "usage: $(basename "$0") bases|build|save FILE|extract DIR" ;;
 esac
