@@ -245,6 +245,11 @@ fn the_readme_docker_run_line_works_as_written() {
         published,
         format!("{}:{}", field("newName:"), field("newTag:"))
     );
+    // The line publishes port 50001 as written: say so plainly if another
+    // process has it, rather than fail later in a confusing way.
+    if let Err(e) = TcpListener::bind("0.0.0.0:50001") {
+        panic!("port 50001 is taken ({e}); the README's line publishes it: stop what holds it");
+    }
     assert!(podman(&["tag", &image(), &published]).status.success());
     let dir = TempDir::new("img-readme");
     let ca = Ca::new(KeyType::Ed25519);
@@ -254,6 +259,9 @@ fn the_readme_docker_run_line_works_as_written() {
     dir.write("talos-ca/ca.key", &ca.key_pem());
     dir.write("talos-ca/token", format!("{TOKEN}\n").as_bytes());
     let shim = docker_shim(&dir);
+    // Removes the container whatever happens below: one left running keeps
+    // port 50001 and its NAT rules on this machine.
+    let _cleanup = CidFile(dir.path("cid"));
     let mut run = Command::new("bash");
     run.args(["-c", &line])
         .current_dir(&dir.0)
@@ -261,6 +269,7 @@ fn the_readme_docker_run_line_works_as_written() {
             "PATH",
             format!("{}:{}", shim.display(), std::env::var("PATH").unwrap()),
         )
+        .env("TALOS_TEST_CIDFILE", dir.path("cid"))
         .env("TALOS_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -270,10 +279,11 @@ fn the_readme_docker_run_line_works_as_written() {
         &dir.path("talos-ca/ca.crt"),
         &dir.path("talos-ca/token"),
     );
-    // `docker run` in the foreground passes SIGTERM on to the container.
+    // `docker run` in the foreground passes SIGTERM on to the container, and
+    // with --rm removes it before it returns (slow on a busy machine).
     server.signal(SIGTERM);
     assert_eq!(
-        server.wait_exit(Duration::from_secs(15)).code(),
+        server.wait_exit(Duration::from_secs(90)).code(),
         Some(0),
         "{}",
         server.log()
@@ -282,12 +292,29 @@ fn the_readme_docker_run_line_works_as_written() {
     let _ = podman(&["rmi", &published]);
 }
 
-/// A `docker` command that is podman, as podman-docker installs it.
+/// The container `docker run --cidfile FILE` started, removed when dropped.
+struct CidFile(PathBuf);
+
+impl Drop for CidFile {
+    fn drop(&mut self) {
+        if let Ok(id) = std::fs::read_to_string(&self.0) {
+            let _ = podman(&["rm", "-f", "-t", "0", "--ignore", id.trim()]);
+        }
+    }
+}
+
+/// A `docker` command that is podman, as podman-docker installs it; `run`
+/// also writes the container's ID to $TALOS_TEST_CIDFILE (Docker's own
+/// --cidfile), so the test can remove it whatever happens.
 fn docker_shim(dir: &TempDir) -> PathBuf {
     let bin = dir.path("shim");
     std::fs::create_dir_all(&bin).unwrap();
     let docker = bin.join("docker");
-    std::fs::write(&docker, "#!/bin/sh\nexec podman \"$@\"\n").unwrap();
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\nif [ \"$1\" = run ]; then\n  shift\n  exec podman run --cidfile \"$TALOS_TEST_CIDFILE\" \"$@\"\nfi\nexec podman \"$@\"\n",
+    )
+    .unwrap();
     Command::new("chmod")
         .arg("755")
         .arg(&docker)
