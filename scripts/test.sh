@@ -68,13 +68,14 @@ else
   echo "test: the tests marked ignored do not run here; missing: ${missing[*]}" >&2
 fi
 
-# Arguments before a `--` go to cargo, after it to the test binaries.
+# Arguments before a `--` go to cargo, after it to the test binaries. Every
+# test binary runs even when one fails, so a report names every failure.
 cargo_args=() test_args=() after=
 for a in "$@"; do
   if [ -z "$after" ] && [ "$a" = "--" ]; then after=1; continue; fi
   if [ -z "$after" ]; then cargo_args+=("$a"); else test_args+=("$a"); fi
 done
-cargo test --release --features loadgen \
+cargo test --release --features loadgen --no-fail-fast \
   --config 'profile.release.package.talos-csr-signer.debug-assertions=true' \
   --config 'profile.release.package.talos-csr-signer.overflow-checks=true' \
   "${cargo_args[@]}" -- "${ignored[@]}" "${test_args[@]}"
