@@ -23,7 +23,7 @@ LOADGEN="$ROOT/target/release/loadgen"
 [ "$(id -u)" -eq 0 ] || die "needs root (podman here)"
 podman_here
 podman image exists "$OURS" || die "no image $OURS: run scripts/image.sh build"
-base="$(sed -n 's/^FROM \([^ ]*\) AS build$/\1/p' Dockerfile)"
+base="$(dockerfile_base)"
 
 work="$(mktemp -d)"
 trap 'podman ps -aq --filter name=bench- | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true; rm -rf "$work"' EXIT

@@ -4,15 +4,24 @@
 #                            (docker.io/library/debian:trixie), made from
 #                            Debian's packages with debootstrap, so that the
 #                            same Dockerfile builds here without a registry
-#   scripts/image.sh build   localhost/talos-csr-signer:dev from the Dockerfile
-#                            (Docker where an engine runs, else podman; no
-#                            pull when the base is present), from the files
-#                            git tracks (a clean context: no target/)
-#   scripts/image.sh save FILE   the image as an OCI archive
-#   scripts/image.sh extract DIR the image's files in DIR/root and DIR/run,
-#                            which runs its binary here with the image's own
-#                            loader and libraries (for side-by-side benchmarks)
-# Env: IMAGE_TAG overrides localhost/talos-csr-signer:dev.
+#   scripts/image.sh build   localhost/talos-csr-signer:dev from the Dockerfile,
+#                            from the files git tracks (a clean context: no
+#                            target/), with no pull when the base is present.
+#                            With podman: one manifest list (OCI image index)
+#                            for linux/amd64 and linux/arm64, each built on
+#                            this machine (the Dockerfile cross-compiles).
+#                            With a Docker engine: this machine's platform
+#                            (for both, `docker buildx build --platform …`
+#                            pushing to a registry, as the README says)
+#   scripts/image.sh save FILE   the image (every platform) as an OCI archive
+#   scripts/image.sh extract DIR [ARCH]
+#                            the image's files for ARCH (default: this
+#                            machine's) in DIR/root, and DIR/run, which runs
+#                            its binary here with the image's own loader and
+#                            libraries (a foreign ARCH under qemu-user): for
+#                            side-by-side benchmarks and the arm64 test
+# Env: IMAGE_TAG overrides localhost/talos-csr-signer:dev; IMAGE_PLATFORMS
+# (podman) overrides linux/amd64,linux/arm64.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -20,8 +29,17 @@ help_if_asked "${1:-}"
 cd "$ROOT"
 
 TAG="${IMAGE_TAG:-localhost/talos-csr-signer:dev}"
-BASE="$(sed -n 's/^FROM \([^ ]*\) AS build$/\1/p' Dockerfile)"
+BASE="$(dockerfile_base)"
 [ -n "$BASE" ] || die "the Dockerfile has no 'FROM … AS build' line"
+
+# This machine's architecture in Debian's and the OCI's spelling (amd64, arm64).
+native_arch() {
+  dpkg --print-architecture 2>/dev/null || case "$(uname -m)" in
+    x86_64) echo amd64 ;;
+    aarch64) echo arm64 ;;
+    *) uname -m ;;
+  esac
+}
 
 # Docker where its engine answers, else podman (root: this machine's way).
 engine() {
@@ -69,8 +87,20 @@ build() {
     mounts=(-v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro
       --build-arg CARGO_HTTP_CAINFO=/run/host-ca.crt)
   fi
-  echo "image: building $TAG with $e (the first build compiles gRPC core: 15 minutes or more)" >&2
-  "$e" build --pull=never "${mounts[@]}" --build-arg "VERSION=$version" -t "$TAG" "$ctx" >&2
+  if [ "$e" = docker ]; then
+    echo "image: building $TAG for linux/$(native_arch) with docker (the first build compiles gRPC core: 15 minutes or more)" >&2
+    docker build --pull=never "${mounts[@]}" --build-arg "VERSION=$version" -t "$TAG" "$ctx" >&2
+  else
+    local platforms="${IMAGE_PLATFORMS:-linux/amd64,linux/arm64}"
+    echo "image: building $TAG for $platforms with podman (gRPC core is compiled once per platform: 15 minutes or more each)" >&2
+    # A new list each time: `--manifest` adds to an existing one.
+    podman manifest rm "$TAG" >/dev/null 2>&1 || podman rmi "$TAG" >/dev/null 2>&1 || true
+    # podman 4 does not set BUILDPLATFORM itself (BuildKit does): the build
+    # stage runs here and cross-compiles for each target.
+    podman build --pull=never "${mounts[@]}" --build-arg "VERSION=$version" \
+      --build-arg "BUILDPLATFORM=linux/$(native_arch)" \
+      --platform "$platforms" --manifest "$TAG" "$ctx" >&2
+  fi
   echo "image: built $TAG" >&2
 }
 
@@ -78,27 +108,69 @@ save() {
   local e file="${1:?give the path of the archive}"
   e="$(engine)"
   [ "$e" = podman ] && podman_here
+  mkdir -p "$(dirname "$file")"
   rm -f "$file"
-  "$e" save --format oci-archive -o "$file" "$TAG"
+  if [ "$e" = podman ] && podman manifest inspect "$TAG" >/dev/null 2>&1; then
+    # The index and every platform's image.
+    podman manifest push --all --quiet "$TAG" "oci-archive:$file"
+  else
+    "$e" save --format oci-archive -o "$file" "$TAG"
+  fi
   echo "image: saved $TAG as $file" >&2
 }
 
+# The image for linux/ARCH: where TAG is a manifest list (podman), its
+# instance by digest (podman 4 resolves a list by name to this machine's
+# platform only, whatever --platform says); else TAG itself.
+instance() {
+  local e="$1" arch="$2" digest repo="$TAG"
+  if [ "$e" = podman ] && podman manifest exists "$TAG"; then
+    digest="$(podman manifest inspect "$TAG" | python3 -c '
+import json, sys
+arch = sys.argv[1]
+for m in json.load(sys.stdin)["manifests"]:
+    if m["platform"]["os"] == "linux" and m["platform"]["architecture"] == arch:
+        print(m["digest"])
+        break
+' "$arch")"
+    [ -n "$digest" ] || die "$TAG has no linux/$arch image"
+    case "${TAG##*/}" in *:*) repo="${TAG%:*}" ;; esac
+    echo "$repo@$digest"
+  else
+    echo "$TAG"
+  fi
+}
+
 extract() {
-  local e dir="${1:?give a directory}" id
+  local e dir="${1:?give a directory}" arch="${2:-$(native_arch)}" id
   e="$(engine)"
   [ "$e" = podman ] && podman_here
-  "$e" image inspect "$TAG" >/dev/null 2>&1 || die "no image $TAG: run $(basename "$0") build"
+  { [ "$e" = podman ] && podman manifest exists "$TAG"; } || "$e" image inspect "$TAG" >/dev/null 2>&1 ||
+    die "no image $TAG: run $(basename "$0") build"
   rm -rf "$dir/root"
   mkdir -p "$dir/root"
-  id="$("$e" create "$TAG")"
+  id="$("$e" create "$(instance "$e" "$arch")")"
   "$e" export "$id" | tar -x -C "$dir/root"
   "$e" rm "$id" >/dev/null
-  local loader libs
-  loader="$(find "$dir/root/lib64" "$dir/root/lib" -name 'ld-linux*.so*' 2>/dev/null | head -n 1)"
+  local loader libs bin="$dir/root/usr/local/bin/talos-csr-signer"
+  loader="$({ find "$dir/root/lib64" "$dir/root/lib" -name 'ld-linux*.so*' 2>/dev/null || true; } | head -n 1)"
   libs="$(dirname "$(find "$dir/root" -name 'libc.so.6' | head -n 1)")"
-  { [ -n "$loader" ] && [ -n "$libs" ]; } || die "no loader or libc in $TAG"
-  printf '#!/bin/sh\n# %s'"'"'s binary with its own loader and libraries.\nexec %s --library-path %s %s "$@"\n' \
-    "$TAG" "$loader" "$libs" "$dir/root/usr/local/bin/talos-csr-signer" >"$dir/run"
+  { [ -n "$loader" ] && [ -n "$libs" ]; } || die "no loader or libc in $TAG for $arch"
+  if [ "$arch" = "$(native_arch)" ]; then
+    printf '#!/bin/sh\n# %s'"'"'s binary with its own loader and libraries.\nexec %s --library-path %s %s "$@"\n' \
+      "$TAG" "$loader" "$libs" "$bin" >"$dir/run"
+  else
+    # qemu-user runs the foreign binary, with the image's files as the root
+    # its loader and libraries are found under.
+    local qemu
+    case "$arch" in
+      arm64) qemu="qemu-aarch64-static" ;;
+      *) die "no qemu-user for $arch here" ;;
+    esac
+    command -v "$qemu" >/dev/null 2>&1 || apt_install qemu-user-static
+    printf '#!/bin/sh\n# %s'"'"'s %s binary under qemu-user, with the image as its library root.\nexec %s -L %s %s "$@"\n' \
+      "$TAG" "$arch" "$(command -v "$qemu")" "$dir/root" "$bin" >"$dir/run"
+  fi
   chmod +x "$dir/run"
   echo "$dir/run"
 }
@@ -108,5 +180,5 @@ case "${1:-}" in
   build) bases; build ;;
   save) shift; save "$@" ;;
   extract) shift; extract "$@" ;;
-  *) die "usage: $(basename "$0") bases|build|save FILE|extract DIR" ;;
+  *) die "usage: $(basename "$0") bases|build|save FILE|extract DIR [ARCH]" ;;
 esac

@@ -146,3 +146,9 @@ podman_here() {
   } >"$conf"
   export CONTAINERS_CONF="$conf"
 }
+
+# The image the Dockerfile's build stage starts from (its `FROM … AS build`
+# line, with or without a --platform).
+dockerfile_base() {
+  sed -n 's/^FROM \(--platform=[^ ]* \)\{0,1\}\([^ ]*\) AS build$/\2/p' "$ROOT/Dockerfile"
+}

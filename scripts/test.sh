@@ -7,8 +7,9 @@
 # tests use: Python's h2, Go, kubernetes-validate; builds the OpenSSL FIPS
 # provider the FIPS tests use (scripts/fips-provider.sh, cached) and the
 # Debian 12 root file system the systemd tests boot
-# (scripts/systemd-rootfs.sh, cached), and as root the container image
-# (scripts/image.sh build).
+# (scripts/systemd-rootfs.sh, cached), and as root the container image for
+# linux/amd64 and linux/arm64 (scripts/image.sh build) and qemu-user, which
+# runs the arm64 binary from it.
 #
 # Tests that need what a machine may lack (root for namespaces, podman and
 # systemd-nspawn, Talos's config validator) are marked ignored, with the
@@ -37,8 +38,10 @@ export TALOS_SYSTEMD_ROOTFS
 
 # The container tests run the image built from the Dockerfile, with podman in
 # our own image store (scripts/image.sh; the first build compiles gRPC core in
-# the container, 15 minutes or more). Root only, as podman is here.
+# the container once per platform, 15 minutes or more each). The arm64
+# binary runs under qemu-user. Root only, as podman is here.
 if [ "$(id -u)" -eq 0 ]; then
+  command -v qemu-aarch64-static >/dev/null 2>&1 || apt_install qemu-user-static
   scripts/image.sh build
   podman_here
   TALOS_IMAGE="localhost/talos-csr-signer:dev"

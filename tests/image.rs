@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use grpcio::ChannelBuilder;
+use openssl::x509::X509;
 use talos_csr_signer::pki::keys::KeyType;
 use talos_csr_signer::proto::health::health_check_response::ServingStatus;
 use talos_csr_signer::proto::health::HealthCheckRequest;
@@ -33,10 +34,14 @@ fn podman(args: &[&str]) -> Output {
 }
 
 fn require_image(test: &str) {
-    let ok = Command::new("podman")
-        .args(["image", "exists", &image()])
-        .status()
-        .is_ok_and(|s| s.success());
+    // A manifest list (scripts/image.sh build with podman) or an image.
+    let exists = |what: &str| {
+        Command::new("podman")
+            .args([what, "exists", &image()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = exists("manifest") || exists("image");
     if !ok {
         cannot_run(test, NEEDS);
     }
@@ -471,7 +476,9 @@ fn lifecycle_ready_reload_stop_and_bad_config() {
 }
 
 /// The image holds the binary, its libraries and the account, nothing else:
-/// no shell, no benchmark tools; its labels say what it is.
+/// no shell, no benchmark tools; its labels say what it is. Each platform's
+/// image holds its own architecture's libraries and OpenSSL's modules
+/// directory.
 #[test]
 #[ignore = "needs root, podman and the image; scripts/test.sh builds it and runs this as root"]
 fn the_image_holds_only_what_the_binary_needs() {
@@ -486,39 +493,56 @@ fn the_image_holds_only_what_the_binary_needs() {
         "true",
     ]);
     assert!(!shell.status.success(), "the image has a shell");
-    let id = String::from_utf8(podman(&["create", &image()]).stdout).unwrap();
+    for (arch, gnu) in [
+        ("amd64", "x86_64-linux-gnu"),
+        ("arm64", "aarch64-linux-gnu"),
+    ] {
+        holds_only_what_the_binary_needs(&instance(arch), gnu);
+    }
+}
+
+fn holds_only_what_the_binary_needs(image: &str, gnu: &str) {
+    let id = String::from_utf8(podman(&["create", image]).stdout).unwrap();
     let id = id.trim();
+    assert!(!id.is_empty(), "podman create {image}");
     let export = Command::new("sh")
         .arg("-c")
         .arg(format!("podman export {id} | tar -t"))
         .output()
         .unwrap();
     let _ = podman(&["rm", id]);
-    let files: Vec<String> = String::from_utf8(export.stdout)
+    let entries: Vec<String> = String::from_utf8(export.stdout)
         .unwrap()
         .lines()
-        .filter(|l| !l.ends_with('/'))
         .map(str::to_string)
         .collect();
-    println!("{files:#?}");
-    let unexpected: Vec<&String> = files
+    let modules = format!("usr/lib/{gnu}/ossl-modules/");
+    assert!(entries.contains(&modules), "{image}: no {modules}");
+    let files: Vec<&String> = entries.iter().filter(|l| !l.ends_with('/')).collect();
+    println!("{image}: {files:#?}");
+    let libs = [format!("lib/{gnu}/"), format!("usr/lib/{gnu}/")];
+    let unexpected: Vec<&&String> = files
         .iter()
         .filter(|f| {
-            !(f.starts_with("usr/lib/") || f.starts_with("lib")
-                || [
-                    "usr/local/bin/talos-csr-signer",
-                    "etc/passwd",
-                    "etc/group",
-                ]
-                .contains(&f.as_str())
+            !(libs.iter().any(|l| f.starts_with(l.as_str()))
+                // The dynamic loader, where the binary's PT_INTERP names it.
+                || (f.starts_with("lib") && f.contains("/ld-linux"))
+                || ["usr/local/bin/talos-csr-signer", "etc/passwd", "etc/group"]
+                    .contains(&f.as_str())
                 // podman adds these when it creates a container.
                 || f.starts_with("etc/hosts") || f.starts_with("etc/resolv") || f.starts_with("run/"))
         })
         .collect();
-    assert!(unexpected.is_empty(), "unexpected files: {unexpected:?}");
+    assert!(
+        unexpected.is_empty(),
+        "{image}: unexpected files: {unexpected:?}"
+    );
+    assert!(files
+        .iter()
+        .any(|f| f.ends_with(&format!("{gnu}/libssl.so.3"))));
     assert!(!files.iter().any(|f| f.contains("loadgen")));
     let labels = String::from_utf8(
-        podman(&["image", "inspect", "--format", "{{json .Labels}}", &image()]).stdout,
+        podman(&["image", "inspect", "--format", "{{json .Labels}}", image]).stdout,
     )
     .unwrap();
     for label in [
@@ -526,13 +550,37 @@ fn the_image_holds_only_what_the_binary_needs() {
         "org.opencontainers.image.version",
         "org.opencontainers.image.licenses",
     ] {
-        assert!(labels.contains(label), "{labels}");
+        assert!(labels.contains(label), "{image}: {labels}");
     }
     let user = String::from_utf8(
-        podman(&["image", "inspect", "--format", "{{.Config.User}}", &image()]).stdout,
+        podman(&["image", "inspect", "--format", "{{.Config.User}}", image]).stdout,
     )
     .unwrap();
-    assert_eq!(user.trim(), "65532:65532");
+    assert_eq!(user.trim(), "65532:65532", "{image}");
+}
+
+/// The image for linux/`arch`: the manifest list's instance, by digest
+/// (podman 4 resolves a list by name to this machine's platform only).
+fn instance(arch: &str) -> String {
+    let list = podman(&["manifest", "inspect", &image()]);
+    assert!(
+        list.status.success(),
+        "not a manifest list: {}",
+        output_text(&list)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let digest = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
+        .unwrap_or_else(|| panic!("{} has no linux/{arch} image", image()))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = image();
+    let repo = image.rsplit_once(':').filter(|(_, tag)| !tag.contains('/'));
+    format!("{}@{digest}", repo.map_or(image.as_str(), |(r, _)| r))
 }
 
 /// FIPS mode in the image, with the OpenSSL 3.0.8 FIPS provider
@@ -584,4 +632,194 @@ fn fips_mode_in_the_image_with_a_mounted_provider() {
     assert!(log.contains("provider fips 3.0.8"), "{log}");
     let worker = worker_files(&ca, &dir);
     request(&format!("127.0.0.1:{port}"), &worker.0, &worker.1);
+}
+
+/// `scripts/image.sh extract` of this image for `arch` into `dir`: the path
+/// of the runner it writes (under qemu-user for a foreign architecture).
+fn extract(arch: &str, dir: &TempDir) -> PathBuf {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh"))
+        .args(["extract"])
+        .arg(&dir.0)
+        .arg(arch)
+        .env("IMAGE_TAG", image())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "image.sh extract:\n{}",
+        output_text(&out)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The arm64 binary and its libraries, taken out of the image's linux/arm64
+/// instance and run under qemu-user with the image's files as its library
+/// root: `check`, `serve` answering a Go worker (Talos's TLS stack) and our
+/// own `request`, and a SIGTERM stop, with an Ed25519 and a P-256 machine CA.
+/// Its certificates are checked against the same request to the amd64 build.
+#[test]
+#[ignore = "needs root, podman, qemu-user-static and the multi-arch image; scripts/test.sh builds it and runs this as root"]
+fn the_arm64_binary_serves_a_real_worker_under_qemu() {
+    let test = "the_arm64_binary_serves_a_real_worker_under_qemu";
+    require_image(test);
+    let dir = TempDir::new("img-arm64");
+    let run = extract("arm64", &dir);
+    let elf = std::fs::read(dir.path("root/usr/local/bin/talos-csr-signer")).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    // 64-bit, little-endian, e_machine EM_AARCH64 (183).
+    assert_eq!((elf[4], elf[5]), (2, 1));
+    assert_eq!(
+        u16::from_le_bytes([elf[18], elf[19]]),
+        183,
+        "not an arm64 binary"
+    );
+    // On an amd64 machine (CI's) the runner is qemu-user.
+    println!("{}", std::fs::read_to_string(&run).unwrap());
+    for kt in [KeyType::Ed25519, KeyType::EcP256] {
+        arm64_round(&run, kt);
+    }
+}
+
+/// One CA type's round on the arm64 binary.
+fn arm64_round(run: &Path, kt: KeyType) {
+    let setup = Setup::new(kt);
+    // `check`: the same options as `serve`.
+    let check = Command::new(run)
+        .arg("check")
+        .args(&setup.args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "arm64 check ({kt:?}):\n{}",
+        output_text(&check)
+    );
+    assert!(
+        String::from_utf8_lossy(&check.stdout).starts_with("configuration ok"),
+        "arm64 check ({kt:?}):\n{}",
+        output_text(&check)
+    );
+    let mut cmd = Command::new(run);
+    cmd.args(&setup.args);
+    let mut server = Server::spawn(cmd);
+    let worker = worker_files(&setup.ca, &setup.dir);
+    // A Go worker, as Talos's: TLS 1.3, its CSR, the certificate it checks.
+    go_worker(server.addr, None, &worker.0, &worker.1);
+    let endpoint = server.addr.to_string();
+    let from_arm64 = issue_with(run, &endpoint, &worker, &setup.dir, "arm64-client");
+    let from_native = issue_with(
+        Path::new(BIN),
+        &endpoint,
+        &worker,
+        &setup.dir,
+        "native-client",
+    );
+    for cert in [&from_arm64, &from_native] {
+        verify_chain(cert, std::slice::from_ref(&setup.ca.cert))
+            .unwrap_or_else(|e| panic!("{kt:?}: {e}"));
+        assert_eq!(cert.signature_algorithm().object().nid(), sig_alg(kt));
+    }
+    // The arm64 client's certificate is the one the amd64 client gets.
+    assert_eq!(extensions(&from_arm64), extensions(&from_native), "{kt:?}");
+    assert_eq!(
+        from_arm64.subject_alt_names().map(|s| s.len()),
+        from_native.subject_alt_names().map(|s| s.len())
+    );
+    server.signal(SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    server.wait_log("stopped");
+}
+
+/// `request --out` with the binary `bin`: the certificate it saved.
+fn issue_with(
+    bin: &Path,
+    endpoint: &str,
+    worker: &(PathBuf, PathBuf),
+    dir: &TempDir,
+    name: &str,
+) -> X509 {
+    let out = Command::new(bin)
+        .args(["request", "--endpoint", endpoint, "--ca"])
+        .arg(&worker.0)
+        .arg("--token-file")
+        .arg(&worker.1)
+        .args(["--cn", "worker-7", "--ip", "127.0.0.1", "--dns", "worker-7"])
+        .arg("--out")
+        .arg(dir.path(name))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} request:\n{}",
+        output_text(&out)
+    );
+    X509::from_pem(&std::fs::read(dir.path(name).join("crt.pem")).unwrap()).unwrap()
+}
+
+/// One reference for both platforms: the manifest list names linux/amd64 and
+/// linux/arm64, and `scripts/image.sh save` writes an OCI archive whose index
+/// leads to both.
+#[test]
+#[ignore = "needs root, podman and the multi-arch image; scripts/test.sh builds it and runs this as root"]
+fn one_image_index_for_amd64_and_arm64() {
+    require_image("one_image_index_for_amd64_and_arm64");
+    let list = podman(&["manifest", "inspect", &image()]);
+    assert!(
+        list.status.success(),
+        "not a manifest list: {}",
+        output_text(&list)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let platforms = |index: &serde_json::Value| -> Vec<String> {
+        let mut p: Vec<String> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap(),
+                    m["platform"]["architecture"].as_str().unwrap()
+                )
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(platforms(&list), ["linux/amd64", "linux/arm64"]);
+    let dir = TempDir::new("img-save");
+    let archive = dir.path("image.oci.tar");
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh"))
+        .arg("save")
+        .arg(&archive)
+        .env("IMAGE_TAG", image())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "image.sh save:\n{}",
+        output_text(&out)
+    );
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir.0)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    // index.json names the list (or is it); follow it to the platforms.
+    let read_json = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let mut index = read_json(dir.path("index.json"));
+    if index["manifests"][0]["platform"].is_null() {
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .replace(':', "/");
+        index = read_json(dir.path(&format!("blobs/{digest}")));
+    }
+    assert_eq!(platforms(&index), ["linux/amd64", "linux/arm64"]);
 }
