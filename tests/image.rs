@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -144,16 +145,23 @@ fn go_worker(addr: SocketAddr, name: Option<&str>, ca: &Path, token: &Path) -> S
 
 /// Our `request` on the host against `endpoint`.
 fn request(endpoint: &str, ca: &Path, token: &Path) -> String {
-    let out = Command::new(BIN)
+    request_by(Path::new(BIN), endpoint, ca, token, &[])
+}
+
+/// `request` run by the binary `bin` (or a runner of one) as worker-9, with
+/// `extra` options; its output, once it has succeeded.
+fn request_by(bin: &Path, endpoint: &str, ca: &Path, token: &Path, extra: &[&OsStr]) -> String {
+    let out = Command::new(bin)
         .args(["request", "--endpoint", endpoint, "--ca"])
         .arg(ca)
         .arg("--token-file")
         .arg(token)
         .args(["--cn", "worker-9", "--ip", "127.0.0.1", "--dns", "worker-9"])
+        .args(extra)
         .output()
         .unwrap();
     let text = output_text(&out);
-    assert!(out.status.success(), "request:\n{text}");
+    assert!(out.status.success(), "{} request:\n{text}", bin.display());
     text
 }
 
@@ -569,14 +577,7 @@ fn holds_only_what_the_binary_needs(image: &str, gnu: &str) {
 /// The image for linux/`arch`: the manifest list's instance, by digest
 /// (podman 4 resolves a list by name to this machine's platform only).
 fn instance(arch: &str) -> String {
-    let list = podman(&["manifest", "inspect", &image()]);
-    assert!(
-        list.status.success(),
-        "not a manifest list: {}",
-        output_text(&list)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let digest = list["manifests"]
+    let digest = manifest_list()["manifests"]
         .as_array()
         .unwrap()
         .iter()
@@ -588,6 +589,34 @@ fn instance(arch: &str) -> String {
     let image = image();
     let repo = image.rsplit_once(':').filter(|(_, tag)| !tag.contains('/'));
     format!("{}@{digest}", repo.map_or(image.as_str(), |(r, _)| r))
+}
+
+/// `podman manifest inspect` of the image: the manifest list scripts/image.sh
+/// builds.
+fn manifest_list() -> serde_json::Value {
+    let list = podman(&["manifest", "inspect", &image()]);
+    assert!(
+        list.status.success(),
+        "not a manifest list: {}",
+        output_text(&list)
+    );
+    serde_json::from_slice(&list.stdout).unwrap()
+}
+
+/// scripts/image.sh with `args`, for this image; its stdout, once it has
+/// succeeded.
+fn image_sh(args: &[&OsStr]) -> String {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh"))
+        .args(args)
+        .env("IMAGE_TAG", image())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "image.sh {args:?}:\n{}",
+        output_text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// FIPS mode in the image, with the OpenSSL 3.0.8 FIPS provider
@@ -644,19 +673,7 @@ fn fips_mode_in_the_image_with_a_mounted_provider() {
 /// `scripts/image.sh extract` of this image for `arch` into `dir`: the path
 /// of the runner it writes (under qemu-user for a foreign architecture).
 fn extract(arch: &str, dir: &TempDir) -> PathBuf {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh"))
-        .args(["extract"])
-        .arg(&dir.0)
-        .arg(arch)
-        .env("IMAGE_TAG", image())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "image.sh extract:\n{}",
-        output_text(&out)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    PathBuf::from(image_sh(&["extract".as_ref(), dir.0.as_os_str(), arch.as_ref()]).trim())
 }
 
 /// The arm64 binary and its libraries, taken out of the image's linux/arm64
@@ -753,22 +770,15 @@ fn issue_with(
     dir: &TempDir,
     name: &str,
 ) -> X509 {
-    let out = Command::new(bin)
-        .args(["request", "--endpoint", endpoint, "--ca"])
-        .arg(&worker.0)
-        .arg("--token-file")
-        .arg(&worker.1)
-        .args(["--cn", "worker-7", "--ip", "127.0.0.1", "--dns", "worker-7"])
-        .arg("--out")
-        .arg(dir.path(name))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} request:\n{}",
-        output_text(&out)
+    let out = dir.path(name);
+    request_by(
+        bin,
+        endpoint,
+        &worker.0,
+        &worker.1,
+        &["--out".as_ref(), out.as_os_str()],
     );
-    X509::from_pem(&std::fs::read(dir.path(name).join("crt.pem")).unwrap()).unwrap()
+    X509::from_pem(&std::fs::read(out.join("crt.pem")).unwrap()).unwrap()
 }
 
 /// One reference for both platforms: the manifest list names linux/amd64 and
@@ -778,13 +788,6 @@ fn issue_with(
 #[ignore = "needs root, podman and the multi-arch image; scripts/test.sh builds it and runs this as root"]
 fn one_image_index_for_amd64_and_arm64() {
     require_image("one_image_index_for_amd64_and_arm64");
-    let list = podman(&["manifest", "inspect", &image()]);
-    assert!(
-        list.status.success(),
-        "not a manifest list: {}",
-        output_text(&list)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let platforms = |index: &serde_json::Value| -> Vec<String> {
         let mut p: Vec<String> = index["manifests"]
             .as_array()
@@ -801,20 +804,10 @@ fn one_image_index_for_amd64_and_arm64() {
         p.sort();
         p
     };
-    assert_eq!(platforms(&list), ["linux/amd64", "linux/arm64"]);
+    assert_eq!(platforms(&manifest_list()), ["linux/amd64", "linux/arm64"]);
     let dir = TempDir::new("img-save");
     let archive = dir.path("image.oci.tar");
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image.sh"))
-        .arg("save")
-        .arg(&archive)
-        .env("IMAGE_TAG", image())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "image.sh save:\n{}",
-        output_text(&out)
-    );
+    image_sh(&["save".as_ref(), archive.as_os_str()]);
     let untar = Command::new("tar")
         .arg("-xf")
         .arg(&archive)
