@@ -9,6 +9,7 @@ use common::*;
 use grpcio::RpcStatusCode;
 use openssl::x509::X509;
 use talos_csr_signer::pki::keys::KeyType;
+use talos_csr_signer::proto::security_grpc::SecurityServiceClient;
 
 fn worker_csr(ips: &[&str], dns: &[&str]) -> Vec<u8> {
     let mut spec = CsrSpec::worker(KeyType::Ed25519);
@@ -354,16 +355,23 @@ fn failed_tokens_throttle_that_address_only() {
     server.wait_log_count("code=OK", 2);
 }
 
-#[test]
-fn a_full_queue_fails_fast_and_recovers() {
-    // One slow (RSA-4096) signer and room for two calls.
+/// A server with one signing thread and an RSA-4096 machine CA (several
+/// milliseconds a signature), so a burst of calls has to queue.
+fn one_slow_signer(extra: &[&str]) -> (Server, SecurityServiceClient) {
     let setup = Setup::new(KeyType::Rsa(4096));
     let mut args = setup.args.clone();
     let i = args.iter().position(|a| a == "--workers").unwrap();
     args[i + 1] = "1".into();
-    args.extend(["--max-queue".to_string(), "2".to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let server = Server::start(&args, &[]);
     let client = server.client(&setup.ca.cert_pem());
+    (server, client)
+}
+
+#[test]
+fn a_full_queue_fails_fast_and_recovers() {
+    // One slow signer and room for two calls.
+    let (_server, client) = one_slow_signer(&["--max-queue", "2"]);
     let csr = worker_csr(&["10.0.0.1"], &[]);
     let burst = start_calls(&client, &csr, 30);
     let (mut ok, mut busy) = (0, 0);
@@ -380,6 +388,43 @@ fn a_full_queue_fails_fast_and_recovers() {
     assert_eq!(ok + busy, 30);
     assert!(ok >= 2 && busy >= 1, "ok={ok} busy={busy}");
     call(&client, &csr).expect("served once the burst is over");
+}
+
+#[test]
+fn a_call_whose_caller_gave_up_is_not_signed() {
+    // One slow signer, a queue with room for everyone, and 60
+    // callers who give up after 150 ms: far more work than fits in that
+    // time, so deadlines pass while calls wait.
+    let (server, client) = one_slow_signer(&[]);
+    let csr = worker_csr(&["10.0.0.1"], &[]);
+    let burst = start_calls_within(&client, &csr, 60, Duration::from_millis(150));
+    let (mut ok, mut gave_up) = (0, 0);
+    for r in burst.into_iter().map(futures_executor::block_on) {
+        match r {
+            Ok(_) => ok += 1,
+            Err(grpcio::Error::RpcFailure(s)) if s.code() == RpcStatusCode::DEADLINE_EXCEEDED => {
+                gave_up += 1
+            }
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(ok + gave_up, 60);
+    // The pool is one FIFO thread: once this call is answered, every call of
+    // the burst has been decided and logged.
+    call(&client, &csr).expect("served once the burst is over");
+    let log = server.log();
+    let signed = log.matches("code=OK").count();
+    let dropped = log
+        .matches("code=DEADLINE_EXCEEDED reason=\"deadline passed while queued; nothing signed\"")
+        .count();
+    assert!(dropped >= 1, "no queued call was dropped:\n{log}");
+    assert!(
+        signed < 61 && signed > ok,
+        "signed {signed}, answered {ok} of 60 plus one"
+    );
+    // Calls beyond the 16 streams a connection may carry wait in the client
+    // and may give up before they reach the signer at all.
+    assert!(signed + dropped <= 61, "signed {signed}, dropped {dropped}");
 }
 
 #[test]

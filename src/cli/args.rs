@@ -150,7 +150,7 @@ pub struct ServeArgs {
     /// gRPC completion-queue threads (accept and decode calls) [env CQ_COUNT; default 1]
     #[argh(option)]
     pub cq_count: Option<String>,
-    /// calls queued or in signing before new ones get RESOURCE_EXHAUSTED [env MAX_QUEUE; default 256]
+    /// calls queued or in signing before new ones get RESOURCE_EXHAUSTED [env MAX_QUEUE; default 4096]
     #[argh(option)]
     pub max_queue: Option<String>,
     /// CIDRs every non-loopback IP SAN must fall in, comma-separated [env ALLOWED_IP_SANS; default: any]

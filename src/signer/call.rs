@@ -30,6 +30,7 @@ pub enum Code {
     PermissionDenied,
     Unauthenticated,
     ResourceExhausted,
+    DeadlineExceeded,
     FailedPrecondition,
     Internal,
 }
@@ -42,6 +43,7 @@ impl Code {
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
             Code::Internal => "INTERNAL",
         }
@@ -54,6 +56,9 @@ pub enum Kind {
     Auth,
     Throttled,
     Busy,
+    /// The caller's deadline passed while the call waited for a signing
+    /// thread.
+    Expired,
     Csr,
     Policy(&'static str),
     Ca,

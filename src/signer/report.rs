@@ -79,7 +79,7 @@ fn count(m: &Metrics, outcome: &Result<Granted, Refusal>, took: Duration) {
         Kind::Auth => m.auth_failures.inc(),
         Kind::Throttled => m.throttled.inc(),
         Kind::Policy(rule) => m.policy_denials.with_label_values(&[rule]).inc(),
-        Kind::Busy | Kind::Csr | Kind::Ca | Kind::Internal => {}
+        Kind::Busy | Kind::Expired | Kind::Csr | Kind::Ca | Kind::Internal => {}
     }
 }
 

@@ -63,9 +63,19 @@ impl SecurityService for Signer {
         };
         // The call keeps the snapshot it started with, whatever a reload does.
         let snapshot = self.current.get();
+        let deadline = ctx.deadline();
         let this = self.clone();
         slot.spawn(move || {
-            let outcome = call::decide(&snapshot, &call);
+            // A worker whose attempt timed out (Talos: 10 s) has already
+            // hung up and will retry on a new connection: signing for it now
+            // would only delay the callers still waiting. This is what lets
+            // the queue be deep enough that a reboot storm is queued rather
+            // than refused (a refused worker backs off for a second or more).
+            let outcome = if deadline.exceeded() {
+                Err(expired())
+            } else {
+                call::decide(&snapshot, &call)
+            };
             if matches!(&outcome, Err(r) if r.kind == Kind::Auth) {
                 this.note_auth_failure(&call);
             }
@@ -126,12 +136,18 @@ impl Signer {
     }
 }
 
+fn expired() -> Refusal {
+    let reason = "deadline passed while queued; nothing signed".to_string();
+    Refusal::new(Code::DeadlineExceeded, Kind::Expired, reason)
+}
+
 fn status(r: &Refusal) -> RpcStatus {
     let code = match r.code {
         Code::InvalidArgument => RpcStatusCode::INVALID_ARGUMENT,
         Code::PermissionDenied => RpcStatusCode::PERMISSION_DENIED,
         Code::Unauthenticated => RpcStatusCode::UNAUTHENTICATED,
         Code::ResourceExhausted => RpcStatusCode::RESOURCE_EXHAUSTED,
+        Code::DeadlineExceeded => RpcStatusCode::DEADLINE_EXCEEDED,
         Code::FailedPrecondition => RpcStatusCode::FAILED_PRECONDITION,
         Code::Internal => RpcStatusCode::INTERNAL,
     };

@@ -841,6 +841,17 @@ pub fn start_calls(
     csr: &[u8],
     n: usize,
 ) -> Vec<grpcio::ClientUnaryReceiver<CertificateResponse>> {
+    start_calls_within(client, csr, n, Duration::from_secs(30))
+}
+
+/// As `start_calls`, each call with the deadline `timeout` (sent to the
+/// server as grpc-timeout, as Talos workers send their 10 s).
+pub fn start_calls_within(
+    client: &SecurityServiceClient,
+    csr: &[u8],
+    n: usize,
+    timeout: Duration,
+) -> Vec<grpcio::ClientUnaryReceiver<CertificateResponse>> {
     let req = CertificateRequest {
         csr: csr.to_vec(),
         ..Default::default()
@@ -850,9 +861,7 @@ pub fn start_calls(
     let md = md.build();
     (0..n)
         .map(|_| {
-            let opt = CallOption::default()
-                .headers(md.clone())
-                .timeout(Duration::from_secs(30));
+            let opt = CallOption::default().headers(md.clone()).timeout(timeout);
             client.certificate_async_opt(&req, opt).unwrap()
         })
         .collect()
