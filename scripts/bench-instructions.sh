@@ -12,7 +12,8 @@
 # offers only P-256 (a P-256 key exchange instead of Go's and OpenSSL's
 # X25519); the same with NumTickets = 0 through OPENSSL_CONF as well (a check
 # that src/server/tls.rs already sends no tickets: it should cost nothing);
-# a call on a persistent connection; and one with a P-256 machine CA and CSR.
+# a call on a persistent connection; one with a P-256 machine CA and CSR;
+# and, where its binary is present, the Go signer's whole call beside ours.
 # Runs in a private network namespace.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -20,6 +21,8 @@ set -euo pipefail
 help_if_asked "${1:-}"
 CALLS="${1:-200}"
 BIN="${SIGNER:-$ROOT/target/release/talos-csr-signer}"
+# The Go talos-csr-signer, counted beside ours where present.
+GO_SIGNER="${GO_SIGNER:-$ROOT/../shared/peer/talos-csr-signer-go}"
 LOADGEN="$ROOT/target/release/loadgen"
 { [ -x "$BIN" ] && [ -x "$LOADGEN" ]; } || die "build first: cargo build --release --features loadgen --bins"
 command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
@@ -45,17 +48,26 @@ h2() { # $1 port, then h2load options; prints how many calls succeeded
     sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p'
 }
 
-# Counts one variant: $1 name, $2 port, $3 OPENSSL_CONF ("" for the system's),
+# Counts one variant: $1 name, $2 port, $3 the server: "" for ours with the
+# system's OpenSSL configuration, a file for ours with that OPENSSL_CONF, "go"
+# for the Go signer (its binary is stripped: only its total is counted; Go's
+# asynchronous preemption signals crash it under valgrind, hence GODEBUG);
 # then h2load options for the measured calls. Warms up with 20 calls, zeroes
 # the counters, runs the calls, dumps. Prints the inclusive counts per call.
 count() {
   local name="$1" port="$2" conf="$3" out
   shift 3
   out="$work/$name.cg"
-  env ${conf:+OPENSSL_CONF="$conf"} TALOS_TOKEN="$(cat "$ca/token")" valgrind --tool=callgrind \
-    --callgrind-out-file="$out" "$BIN" serve --listen "127.0.0.1:$port" \
-    --ca-cert "$ca/ca.crt" --ca-key "$ca/ca.key" --max-queue 100000 \
-    --auth-fail-limit 1000000 >"$work/$name.log" 2>&1 &
+  if [ "$conf" = go ]; then
+    PORT="$port" CA_CERT_PATH="$ca/ca.crt" CA_KEY_PATH="$ca/ca.key" TALOS_TOKEN="$(cat "$ca/token")" \
+      SERVER_IPS=127.0.0.1 GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
+      --callgrind-out-file="$out" "$GO_SIGNER" >"$work/$name.log" 2>&1 &
+  else
+    env ${conf:+OPENSSL_CONF="$conf"} TALOS_TOKEN="$(cat "$ca/token")" valgrind --tool=callgrind \
+      --callgrind-out-file="$out" "$BIN" serve --listen "127.0.0.1:$port" \
+      --ca-cert "$ca/ca.crt" --ca-key "$ca/ca.key" --max-queue 100000 \
+      --auth-fail-limit 1000000 >"$work/$name.log" 2>&1 &
+  fi
   "$LOADGEN" ready --target "127.0.0.1:$port" --timeout-ms 120000 >/dev/null
   h2 "$port" -n 20 -c 20 -m 1 >/dev/null
   callgrind_control -z "$!" >/dev/null 2>&1
@@ -89,6 +101,11 @@ base="$(count storm 24001 "" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1
 p256="$(count p256-first 24002 "" --groups=P-256 -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
 notickets="$(count no-tickets 24003 "$work/no-tickets.cnf" -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
 persistent="$(count persistent 24004 "" -n "$CALLS" -c 4 -m 4)"
+go_storm="" go_persistent=""
+if [ -x "$GO_SIGNER" ]; then
+  go_storm="$(count go-storm 24006 go -n "$CALLS" -c "$CALLS" -r 10 --rate-period 1s -m 1)"
+  go_persistent="$(count go-persistent 24007 go -n "$CALLS" -c 4 -m 4)"
+fi
 ca="$work/p256"
 p256_persistent="$(count p256-persistent 24005 "" -n "$CALLS" -c 4 -m 4)"
 
@@ -124,5 +141,18 @@ printf '| persistent connection (h2load -c 4 -m 4) | %s | %s |\n' "$(k "$pt_tota
 pp="$p256_persistent"
 printf '| persistent connection, P-256 machine CA and CSR: all / CSR signature / CA signature | %s / %s / %s | |\n' \
   "$(k "$(echo "$pp" | field total)")" "$(k "$(echo "$pp" | field csr_sig)")" "$(k "$(echo "$pp" | field ca_sig)")"
+if [ -n "$go_storm" ]; then
+  # Where OpenSSL 3.0's Ed25519 bounds a figure: our two Ed25519 operations
+  # alone against the Go signer's whole call, and everything else of ours.
+  pe="$(( $(echo "$persistent" | field csr_sig) + $(echo "$persistent" | field ca_sig) ))"
+  gp="$(echo "$go_persistent" | field total)"
+  gs="$(echo "$go_storm" | field total)"
+  echo
+  echo "| the Go signer beside ours (Ed25519 CA) | Go signer, whole call | ours, whole call | ours: the two Ed25519 operations (CSR check, CA signature) | ours: all else |"
+  echo "|---|---|---|---|---|"
+  printf '| persistent connection | %s | %s | %s | %s |\n' "$(k "$gp")" "$(k "$pt_total")" "$(k "$pe")" "$(k $(( pt_total - pe )))"
+  be="$(( $(b csr_sig) + $(b ca_sig) ))"
+  printf '| worker-style call (new TLS connection) | %s | %s | %s | %s |\n' "$(k "$gs")" "$(k "$total")" "$(k "$be")" "$(k $(( total - be )))"
+fi
 echo
 echo "$CALLS calls per variant, counted by callgrind after 20 warm-up calls; user space only."
