@@ -594,11 +594,9 @@ fn instance(arch: &str) -> String {
 /// `podman manifest inspect` of the image: the manifest list scripts/image.sh
 /// builds.
 fn manifest_list() -> serde_json::Value {
-    let list = podman(&["manifest", "inspect", &image()]);
-    assert!(
-        list.status.success(),
-        "not a manifest list: {}",
-        output_text(&list)
+    let list = succeeded(
+        podman(&["manifest", "inspect", &image()]),
+        "not a manifest list",
     );
     serde_json::from_slice(&list.stdout).unwrap()
 }
@@ -611,11 +609,7 @@ fn image_sh(args: &[&OsStr]) -> String {
         .env("IMAGE_TAG", image())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "image.sh {args:?}:\n{}",
-        output_text(&out)
-    );
+    let out = succeeded(out, &format!("image.sh {args:?}"));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -714,11 +708,7 @@ fn arm64_round(run: &Path, kt: KeyType) {
         .args(&setup.args[1..])
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "arm64 check ({kt:?}):\n{}",
-        output_text(&check)
-    );
+    let check = succeeded(check, &format!("arm64 check ({kt:?})"));
     assert!(
         String::from_utf8_lossy(&check.stdout).starts_with("configuration ok"),
         "arm64 check ({kt:?}):\n{}",

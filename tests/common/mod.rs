@@ -954,6 +954,13 @@ pub fn talos_config_validate() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `out`, once asserted that its command succeeded; `what` and the command's
+/// output otherwise.
+pub fn succeeded(out: std::process::Output, what: &str) -> std::process::Output {
+    assert!(out.status.success(), "{what}:\n{}", output_text(&out));
+    out
+}
+
 /// A finished command's stdout followed by its stderr, as text.
 pub fn output_text(out: &std::process::Output) -> String {
     format!(
