@@ -142,7 +142,9 @@ impl ServeArgs {
 /// one core: 256 places drained in 12.3-12.6 s, room for all in 9.3-10.0 s).
 /// Waiting costs little beside the worker's open connection (peak RSS of that
 /// storm 305-319 MB, the Go signer's 280-324 MB), and a call whose caller
-/// gave up meanwhile is dropped unsigned when its turn comes.
+/// gave up meanwhile is dropped unsigned when its turn comes. The bound is
+/// on calls, not bytes: at worst 4096 messages of the 64 KiB gRPC admits,
+/// 256 MiB (16 MiB with the old 256), which docs/operations.md states.
 const DEFAULT_MAX_QUEUE: usize = 4096;
 
 fn default_workers() -> usize {
